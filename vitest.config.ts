@@ -1,0 +1,35 @@
+import { defineConfig } from "vitest/config";
+
+// Two tiers: `unit` (no privileges, fast, anywhere) and `system` (root on Linux, real components).
+// Workspace packages resolve to their TypeScript sources through the "@worknode/source" condition.
+const resolve = { conditions: ["@worknode/source"] };
+
+export default defineConfig({
+  resolve,
+  test: {
+    projects: [
+      {
+        resolve,
+        test: {
+          name: "unit",
+          include: ["packages/*/test/**/*.test.ts", "examples/test/**/*.test.ts"],
+          exclude: ["**/*.system.test.ts", "**/node_modules/**"],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        resolve,
+        test: {
+          name: "system",
+          include: ["packages/*/test/**/*.system.test.ts"],
+          exclude: ["**/node_modules/**"],
+          testTimeout: 300_000,
+          hookTimeout: 900_000,
+          // Real components (containerd, kernel tables, a control plane) are shared machine state: one file at a time.
+          fileParallelism: false,
+          globalSetup: ["packages/testing/src/system-guard.ts"],
+        },
+      },
+    ],
+  },
+});
