@@ -2,6 +2,23 @@
  * `@worknode/testing`: harnesses that start and stop real components for
  * system tests — worknode's own and integrators'.
  *
+ * - {@link startContainerdLab}: Debian packages, a loopback registry, locally built pause and
+ *   busybox images and a private containerd with CRI and CNI bridge networking (or an existing
+ *   runtime through `WORKNODE_CRI_ENDPOINT`), with one `stop()`.
+ * - {@link createNetns}, {@link createVethPair}, {@link createBridge}, {@link startNetnsServer},
+ *   {@link connectFromNetns}, {@link destroyAll}: network namespaces for data-path tests.
+ *
  * @packageDocumentation
  */
-export {};
+export * from "./apt.js";
+export * from "./cni-cleanup.js";
+export * from "./containerd.js";
+export * from "./containerd-config.js";
+export * from "./containerd-lab.js";
+export * from "./control-plane.js";
+export * from "./cri-probe.js";
+export * from "./exec.js";
+export * from "./images.js";
+export * from "./lab-dir.js";
+export * from "./netns.js";
+export * from "./registry.js";

@@ -19,6 +19,9 @@ export interface Cidr {
   readonly family: IPFamily;
 }
 
+/** An IPv4 dotted quad already in canonical form: four decimal octets 0–255 without leading zeros. */
+const CANONICAL_IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
 /**
  * Parses a textual IP address and returns it in canonical form
  * (IPv4 dotted quad; IPv6 RFC 5952 compressed, IPv4-mapped IPv6 kept as IPv6),
@@ -27,6 +30,8 @@ export interface Cidr {
  */
 export function normalizeIP(text: string): string | undefined {
   if (typeof text !== "string" || text.length === 0 || text.length > 64) return undefined;
+  // Fast path (pod IPs dominate EndpointSlices): canonical IPv4 maps to itself.
+  if (CANONICAL_IPV4.test(text)) return text;
   if (ipaddr.IPv4.isValidFourPartDecimal(text)) {
     if (text.split(".").some((o) => o.length > 1 && o.startsWith("0"))) return undefined;
     return ipaddr.IPv4.parse(text).toString();

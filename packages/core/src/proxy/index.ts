@@ -1,1 +1,7 @@
+export * from "./bounded-frequency-runner.js";
+export * from "./change-set-merge.js";
+export * from "./controller.js";
+export * from "./health-server.js";
+export * from "./metrics.js";
 export * from "./proxier.js";
+export * from "./proxier-health.js";

@@ -1,1 +1,15 @@
+/**
+ * The service model every proxy backend consumes, and the pure builders and
+ * change tracker that produce it from Services and EndpointSlices.
+ *
+ * @module
+ */
+export * from "./conntrack.js";
+export * from "./endpoints.js";
+export * from "./keys.js";
+export * from "./labels.js";
 export * from "./model.js";
+export * from "./persistent-map.js";
+export * from "./ports.js";
+export * from "./topology.js";
+export * from "./tracker.js";

@@ -54,7 +54,7 @@ export interface ServicePort {
   readonly nodePort: number;
   /** `spec.externalIPs`, normalised. */
   readonly externalIPs: readonly string[];
-  /** `status.loadBalancer.ingress[].ip`, normalised (hostname-only ingresses are skipped). */
+  /** `status.loadBalancer.ingress[].ip`, normalised (hostname-only and `ipMode: Proxy` ingresses are skipped). */
   readonly loadBalancerIPs: readonly string[];
   /** `spec.loadBalancerSourceRanges`, normalised CIDRs. */
   readonly loadBalancerSourceRanges: readonly string[];

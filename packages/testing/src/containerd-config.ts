@@ -1,0 +1,235 @@
+/**
+ * Pure rendering of a lab containerd's files: `config.toml` (CRI on, every
+ * path inside the lab directory), the CNI bridge conflist, and the
+ * `hosts.toml` that lets it pull from the plain-HTTP lab registry.
+ *
+ * @module
+ */
+import path from "node:path";
+import { ConfigError, formatCidr, parseCidr } from "@worknode/core";
+
+/** Everything needed to render a lab containerd's configuration. */
+export interface ContainerdLabLayout {
+  /** Lab directory; every path below is inside it. */
+  readonly labDir: string;
+  /** containerd `root` (content store, snapshots). */
+  readonly rootDir: string;
+  /** containerd `state` (sockets of tasks, pod netns mounts). */
+  readonly stateDir: string;
+  /** gRPC socket (CRI and containerd API). */
+  readonly socketPath: string;
+  /** runc state root. */
+  readonly runcRoot: string;
+  /** CNI configuration directory. */
+  readonly cniConfDir: string;
+  /** host-local IPAM data directory. */
+  readonly cniIpamDir: string;
+  /** Registry host configuration directory (`certs.d`). */
+  readonly certsDir: string;
+  /** `opt` plugin directory. */
+  readonly optDir: string;
+  /** Log file of containerd. */
+  readonly logFile: string;
+  /** Pid file of containerd. */
+  readonly pidFile: string;
+  /** JSON file recording what the lab changed on the host (for teardown). */
+  readonly hostStateFile: string;
+  /** The rendered config file. */
+  readonly configFile: string;
+}
+
+/** The longest unix socket path Linux accepts (sun_path is 108 bytes with the NUL). */
+export const MAX_UNIX_SOCKET_PATH = 107;
+
+/** Computes the file layout of a lab directory. */
+export function containerdLabLayout(labDir: string): ContainerdLabLayout {
+  const d = path.resolve(labDir);
+  const layout: ContainerdLabLayout = {
+    labDir: d,
+    rootDir: path.join(d, "root"),
+    stateDir: path.join(d, "state"),
+    socketPath: path.join(d, "containerd.sock"),
+    runcRoot: path.join(d, "runc"),
+    cniConfDir: path.join(d, "cni", "net.d"),
+    cniIpamDir: path.join(d, "cni", "ipam"),
+    certsDir: path.join(d, "certs.d"),
+    optDir: path.join(d, "opt"),
+    logFile: path.join(d, "containerd.log"),
+    pidFile: path.join(d, "containerd.pid"),
+    hostStateFile: path.join(d, "host-state.json"),
+    configFile: path.join(d, "config.toml"),
+  };
+  if (Buffer.byteLength(`${layout.socketPath}.ttrpc`) > MAX_UNIX_SOCKET_PATH) {
+    throw new ConfigError(
+      `lab directory ${d} is too long for a unix socket path (max ${MAX_UNIX_SOCKET_PATH} bytes)`,
+    );
+  }
+  return layout;
+}
+
+/** The CNI bridge network of a lab. */
+export interface LabNetwork {
+  /** CNI network name. */
+  readonly name: string;
+  /** Linux bridge name (at most 15 characters). */
+  readonly bridge: string;
+  /** Pod subnet, IPv4 CIDR. */
+  readonly subnet: string;
+  /** Gateway address on the bridge. */
+  readonly gateway: string;
+}
+
+/**
+ * Validates and completes a lab network: the gateway defaults to the first address of the subnet.
+ *
+ * @throws ConfigError for a bad bridge name or subnet
+ */
+export function resolveLabNetwork(
+  bridge: string,
+  subnet: string,
+  gateway?: string,
+  name?: string,
+): LabNetwork {
+  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(bridge)) {
+    throw new ConfigError(
+      `bridge name ${JSON.stringify(bridge)} is not a valid interface name (1-15 characters)`,
+    );
+  }
+  const cidr = parseCidr(subnet);
+  if (cidr?.family !== "IPv4") throw new ConfigError(`pod subnet ${subnet} is not an IPv4 CIDR`);
+  if (cidr.prefix > 30) throw new ConfigError(`pod subnet ${subnet} is too small`);
+  const gw = gateway ?? ipv4Add(cidr.address, 1);
+  return { name: name ?? `worknode-${bridge}`, bridge, subnet: formatCidr(cidr), gateway: gw };
+}
+
+/** Adds `n` to an IPv4 address. */
+export function ipv4Add(address: string, n: number): string {
+  const parts = address.split(".").map(Number);
+  let v = (((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]! + n) >>> 0;
+  const out: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    out.unshift(v & 0xff);
+    v >>>= 8;
+  }
+  return out.join(".");
+}
+
+/** Options of {@link renderContainerdConfig}. */
+export interface ContainerdConfigOptions {
+  /** Where everything lives. */
+  readonly layout: ContainerdLabLayout;
+  /** Image reference of the pod sandbox ("pause") image. */
+  readonly sandboxImage: string;
+  /** Address of the CRI streaming server (exec/attach/port-forward). */
+  readonly streamAddress: string;
+  /** Port of the CRI streaming server. */
+  readonly streamPort: number;
+  /** Directory of the CNI plugin binaries. */
+  readonly cniBinDir: string;
+  /** containerd log level. */
+  readonly logLevel?: string;
+}
+
+function tomlString(s: string): string {
+  return JSON.stringify(s);
+}
+
+/** Renders `config.toml` (version 2) of a lab containerd with the CRI plugin on. */
+export function renderContainerdConfig(o: ContainerdConfigOptions): string {
+  const l = o.layout;
+  const cri = `[plugins."io.containerd.grpc.v1.cri"`;
+  return `# generated by @worknode/testing
+version = 2
+root = ${tomlString(l.rootDir)}
+state = ${tomlString(l.stateDir)}
+
+[grpc]
+  address = ${tomlString(l.socketPath)}
+
+[ttrpc]
+  address = ${tomlString(`${l.socketPath}.ttrpc`)}
+
+[debug]
+  address = ""
+  level = ${tomlString(o.logLevel ?? "info")}
+
+[metrics]
+  address = ""
+
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = ${tomlString(l.optDir)}
+
+  ${cri}]
+    sandbox_image = ${tomlString(o.sandboxImage)}
+    stream_server_address = ${tomlString(o.streamAddress)}
+    stream_server_port = ${tomlString(String(o.streamPort))}
+    enable_tls_streaming = false
+    netns_mounts_under_state_dir = true
+    disable_apparmor = true
+    disable_hugetlb_controller = true
+    tolerate_missing_hugetlb_controller = true
+    # without CAP_SYS_RESOURCE the sandbox's oom_score_adj (-998) is refused: clamp it
+    restrict_oom_score_adj = true
+
+    ${cri}.containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "runc"
+      ${cri}.containerd.runtimes.runc]
+        runtime_type = "io.containerd.runc.v2"
+        ${cri}.containerd.runtimes.runc.options]
+          SystemdCgroup = false
+          Root = ${tomlString(l.runcRoot)}
+
+    ${cri}.cni]
+      bin_dir = ${tomlString(o.cniBinDir)}
+      conf_dir = ${tomlString(l.cniConfDir)}
+      max_conf_num = 1
+
+    ${cri}.registry]
+      config_path = ${tomlString(l.certsDir)}
+`;
+}
+
+/**
+ * Renders the CNI conflist: a bridge (gateway, masquerade, hairpin) with host-local IPAM in the
+ * lab directory, chained with portmap. containerd sets up `lo` itself.
+ */
+export function renderCniConflist(network: LabNetwork, ipamDir: string): string {
+  const conf = {
+    cniVersion: "1.0.0",
+    name: network.name,
+    plugins: [
+      {
+        type: "bridge",
+        bridge: network.bridge,
+        isGateway: true,
+        ipMasq: true,
+        hairpinMode: true,
+        ipam: {
+          type: "host-local",
+          dataDir: ipamDir,
+          ranges: [[{ subnet: network.subnet, gateway: network.gateway }]],
+          routes: [{ dst: "0.0.0.0/0" }],
+        },
+      },
+      { type: "portmap", capabilities: { portMappings: true } },
+    ],
+  };
+  return `${JSON.stringify(conf, null, 2)}\n`;
+}
+
+/**
+ * Renders `certs.d/<host>/hosts.toml` for a plain-HTTP registry.
+ *
+ * @param registryHost `host:port`, such as `127.0.0.1:5000`
+ */
+export function renderRegistryHostsToml(registryHost: string): string {
+  const url = `http://${registryHost}`;
+  return `server = ${tomlString(url)}
+
+[host.${tomlString(url)}]
+  capabilities = ["pull", "resolve"]
+  skip_verify = true
+`;
+}

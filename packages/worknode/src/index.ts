@@ -1,0 +1,11 @@
+/**
+ * `worknode`: the batteries-included CLI. The package also exports the
+ * dispatcher so the same commands can be embedded or tested.
+ *
+ * @packageDocumentation
+ */
+
+export { CliUsageError, type FlagKind, type FlagSpec, parseFlags, renderHelp } from "./flags.js";
+export { type CliIO, type Command, runCli } from "./main.js";
+export { checkRuntimeEndpoint, runtimeSocketPath } from "./runtime-endpoint.js";
+export { VERSION } from "./version.js";

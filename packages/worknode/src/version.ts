@@ -1,0 +1,2 @@
+/** The worknode CLI version. */
+export const VERSION = "0.1.0";
