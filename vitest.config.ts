@@ -30,7 +30,7 @@ export default defineConfig({
           include: ["packages/*/test/**/*.system.test.ts"],
           exclude: ["**/node_modules/**"],
           testTimeout: 300_000,
-          hookTimeout: 900_000,
+          hookTimeout: 1_800_000,
           // Real components (containerd, kernel tables, a control plane) are shared machine state: one file at a time.
           fileParallelism: false,
           globalSetup: ["packages/testing/src/system-guard.ts"],

@@ -25,6 +25,9 @@ npx vitest run --project unit --reporter=default --reporter=json --outputFile="$
 step "examples"
 bash scripts/run-examples.sh
 
+step "system tier: preparing real components (Kubernetes binaries built from Go modules, cached)"
+node scripts/prepare-system-tier.mjs
+
 step "system tier (root, real components)"
 npx vitest run --project system --reporter=default --reporter=json --outputFile="$RESULTS/system.json"
 

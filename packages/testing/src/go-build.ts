@@ -46,8 +46,8 @@ export const CONTROL_PLANE_PACKAGES = {
 /** Name of a buildable binary. */
 export type ControlPlaneBinary = keyof typeof CONTROL_PLANE_PACKAGES;
 
-/** What {@link ensureControlPlaneBinaries} builds by default: the control plane and kubectl, in build order. */
-export const DEFAULT_CONTROL_PLANE_BINARIES: readonly ControlPlaneBinary[] = [
+/** The control plane and kubectl, in build order (the ones `startControlPlane` runs). */
+export const CORE_CONTROL_PLANE_BINARIES: readonly ControlPlaneBinary[] = [
   "etcd",
   "kube-apiserver",
   "kubectl",
@@ -55,7 +55,11 @@ export const DEFAULT_CONTROL_PLANE_BINARIES: readonly ControlPlaneBinary[] = [
   "kube-scheduler",
 ];
 
-/** Every buildable binary, including the node components (kubelet, kube-proxy). */
+/**
+ * Every buildable binary, in build order: the control plane, kubectl and the
+ * reference node components (kubelet, kube-proxy), which cost little once the
+ * others are built and are what {@link ensureControlPlaneBinaries} builds by default.
+ */
 export const ALL_CONTROL_PLANE_BINARIES: readonly ControlPlaneBinary[] = Object.keys(
   CONTROL_PLANE_PACKAGES,
 ) as ControlPlaneBinary[];
@@ -84,7 +88,7 @@ export interface ControlPlaneBinaries {
 
 /** Options of {@link ensureControlPlaneBinaries}. */
 export interface EnsureBinariesOptions {
-  /** Binaries to have; default {@link DEFAULT_CONTROL_PLANE_BINARIES}. */
+  /** Binaries to have; default {@link ALL_CONTROL_PLANE_BINARIES}. */
   readonly binaries?: readonly ControlPlaneBinary[];
   /** Cache root; default `$WORKNODE_K8S_CACHE`, else `/var/cache/worknode-testing/k8s`. */
   readonly cacheRoot?: string;
@@ -186,7 +190,7 @@ export async function ensureControlPlaneBinaries(
   const log = options.logger ?? createLogger({ name: "worknode-testing.go-build" });
   const clock = options.clock ?? realClock;
   const moduleDir = options.goModuleDir ?? defaultGoModuleDir();
-  const wanted = options.binaries ?? DEFAULT_CONTROL_PLANE_BINARIES;
+  const wanted = options.binaries ?? ALL_CONTROL_PLANE_BINARIES;
   const go = options.goCommand ?? "go";
 
   const [goMod, goSum] = await Promise.all([

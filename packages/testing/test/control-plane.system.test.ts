@@ -7,6 +7,8 @@ import {
   CoreV1Api,
   DiscoveryV1Api,
   KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
   type V1Node,
 } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
@@ -20,13 +22,19 @@ function nodeObject(name: string): V1Node {
   return { apiVersion: "v1", kind: "Node", metadata: { name, labels: { "kubernetes.io/hostname": name } } };
 }
 
-async function statusOf(promise: Promise<unknown>): Promise<number> {
+/** The HTTP status and Status message of a request (200 and "" when it succeeds). */
+async function outcomeOf(promise: Promise<unknown>): Promise<{ code: number; message: string }> {
   try {
     await promise;
-    return 200;
+    return { code: 200, message: "" };
   } catch (error) {
-    if (error instanceof ApiException) return error.code;
-    throw error;
+    if (!(error instanceof ApiException)) throw error;
+    const body: unknown = typeof error.body === "string" ? JSON.parse(error.body) : error.body;
+    const message =
+      typeof body === "object" && body !== null && "message" in body && typeof body.message === "string"
+        ? body.message
+        : "";
+    return { code: error.code, message };
   }
 }
 
@@ -152,9 +160,25 @@ describe("real control plane on loopback", () => {
 
     const own = await asNode.createNode({ body: nodeObject("worker-a") });
     expect(own.metadata?.name).toBe("worker-a");
-    expect(await statusOf(asNode.createNode({ body: nodeObject("worker-b") }))).toBe(403);
-    // The Node authorizer keeps it away from what it has no pod reference to.
-    expect(await statusOf(asNode.listNamespacedSecret({ namespace: "kube-system" }))).toBe(403);
+    // Authorized (the Node authorizer lets nodes create Nodes), then refused by NodeRestriction admission.
+    const other = await outcomeOf(asNode.createNode({ body: nodeObject("worker-b") }));
+    expect(other.code).toBe(403);
+    expect(other.message).toContain('node "worker-a" is not allowed to modify node "worker-b"');
+    // It cannot relabel its own Node into the node-restriction.kubernetes.io/ prefix either.
+    const relabel = await outcomeOf(
+      asNode.patchNode(
+        {
+          name: "worker-a",
+          body: { metadata: { labels: { "node-restriction.kubernetes.io/role": "admin" } } },
+        },
+        setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
+      ),
+    );
+    expect(relabel.code).toBe(403);
+    expect(relabel.message).toContain("node-restriction.kubernetes.io/");
+    // The Node authorizer keeps it away from secrets no pod of it references.
+    const secrets = await outcomeOf(asNode.listNamespacedSecret({ namespace: "kube-system" }));
+    expect(secrets.code).toBe(403);
     // The admin sees worker-a only.
     const nodes = await cp.adminKubeConfig.makeApiClient(CoreV1Api).listNode();
     expect(nodes.items.map((n) => n.metadata?.name)).toEqual(["worker-a"]);

@@ -5,7 +5,15 @@
  * @packageDocumentation
  */
 
-export { CliUsageError, type FlagKind, type FlagSpec, parseFlags, renderHelp } from "./flags.js";
+export {
+  CliUsageError,
+  type FlagKind,
+  type FlagSpec,
+  type FlagValue,
+  type ParsedFlags,
+  parseFlags,
+  renderHelp,
+} from "./flags.js";
 export { type CliIO, type Command, runCli } from "./main.js";
 export { checkRuntimeEndpoint, runtimeSocketPath } from "./runtime-endpoint.js";
 export { VERSION } from "./version.js";
