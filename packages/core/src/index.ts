@@ -14,5 +14,6 @@ export * from "./util/backoff.js";
 export * from "./util/clock.js";
 export * from "./util/duration.js";
 export * from "./util/errors.js";
+export * from "./util/http-server.js";
 export * from "./util/logging.js";
 export * from "./util/metrics.js";

@@ -29,6 +29,8 @@ import {
   listProcesses,
   type ProcessInfo,
   pollUntil,
+  readPidFile,
+  readProcessArgv,
   runCommand,
   signalProcess,
   terminateProcesses,
@@ -178,23 +180,11 @@ export function overlappingRoutes(routesJson: string, subnet: string, ignoreDev?
   return out;
 }
 
-async function readPid(file: string): Promise<number | undefined> {
-  try {
-    const n = Number((await readFile(file, "utf8")).trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function isOurContainerd(pid: number, layout: ContainerdLabLayout): Promise<boolean> {
-  if (!(await isProcessAlive(pid))) return false;
-  try {
-    const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
-    return path.basename(argv[0] ?? "") === "containerd" && argv.includes(layout.configFile);
-  } catch {
-    return false;
-  }
+  const argv = await readProcessArgv(pid);
+  return (
+    argv !== undefined && path.basename(argv[0] ?? "") === "containerd" && argv.includes(layout.configFile)
+  );
 }
 
 async function ctrAnswers(socket: string): Promise<boolean> {
@@ -276,7 +266,7 @@ async function doStart(
   const timeoutMs = opts.startTimeoutMs ?? 30_000;
 
   // Reuse a containerd of this lab directory that is still running.
-  const oldPid = await readPid(layout.pidFile);
+  const oldPid = await readPidFile(layout.pidFile);
   if (
     oldPid !== undefined &&
     (await isOurContainerd(oldPid, layout)) &&
@@ -440,7 +430,7 @@ export async function teardownContainerd(labDir: string, opts: TeardownOptions =
     hostState = undefined;
   }
   const endpoint = `unix://${layout.socketPath}`;
-  const pid = await readPid(layout.pidFile);
+  const pid = await readPidFile(layout.pidFile);
   const alive = pid !== undefined && (await isOurContainerd(pid, layout));
 
   // 1. Pods, the way a kubelet removes them (CNI DEL runs, per-pod chains go away).

@@ -323,3 +323,23 @@ export async function pollUntil<T>(
     await sleep(intervalMs);
   }
 }
+
+/** Reads a pid file; `undefined` when it is missing or does not hold a positive integer. */
+export async function readPidFile(file: string): Promise<number | undefined> {
+  try {
+    const n = Number((await readFile(file, "utf8")).trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The command line of a live process, or `undefined` when it is gone or unreadable. */
+export async function readProcessArgv(pid: number): Promise<string[] | undefined> {
+  if (!(await isProcessAlive(pid))) return undefined;
+  try {
+    return (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
+  } catch {
+    return undefined;
+  }
+}

@@ -9,7 +9,14 @@ import { spawn } from "node:child_process";
 import { mkdir, open, readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { ConfigError, UnavailableError } from "@worknode/core";
-import { GiveUpError, isProcessAlive, pollUntil, terminateProcesses } from "./exec.js";
+import {
+  GiveUpError,
+  isProcessAlive,
+  pollUntil,
+  readPidFile,
+  readProcessArgv,
+  terminateProcesses,
+} from "./exec.js";
 import { defaultRunRoot, defaultTestingCacheRoot } from "./lab-dir.js";
 
 /** Options of {@link startRegistry}. */
@@ -73,25 +80,12 @@ export async function registryAnswers(url: string, timeoutMs = 2_000): Promise<b
   }
 }
 
-async function readPid(file: string): Promise<number | undefined> {
-  try {
-    const n = Number((await readFile(file, "utf8")).trim());
-    return Number.isInteger(n) && n > 0 ? n : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function isOurRegistry(pid: number, configFile: string): Promise<boolean> {
-  if (!(await isProcessAlive(pid))) return false;
-  try {
-    const argv = (await readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0");
-    return (
-      argv.some((a) => a.endsWith("docker-registry") || a.endsWith("registry")) && argv.includes(configFile)
-    );
-  } catch {
-    return false;
-  }
+  const argv = await readProcessArgv(pid);
+  if (argv === undefined) return false;
+  return (
+    argv.some((a) => a.endsWith("docker-registry") || a.endsWith("registry")) && argv.includes(configFile)
+  );
 }
 
 /**
@@ -115,7 +109,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<LabRegi
   const pidFile = path.join(runDir, "registry.pid");
   const logFile = path.join(runDir, "registry.log");
 
-  const existing = await readPid(pidFile);
+  const existing = await readPidFile(pidFile);
   if (existing !== undefined && (await isOurRegistry(existing, configFile))) {
     await pollUntil(
       `the lab registry at ${url}`,

@@ -4,10 +4,9 @@
  *
  * @module
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Counter, type Registry } from "prom-client";
-import { UnavailableError } from "../util/errors.js";
+import { type HttpEndpoint, listenHttp } from "../util/http-server.js";
 import { formatGoTime, type ProxierHealth, type ProxierHealthStatus } from "./proxier-health.js";
 
 /** Options of {@link startProxyHealthServer}. */
@@ -26,12 +25,7 @@ export interface ProxyHealthServerOptions {
 }
 
 /** A running proxy health endpoint. */
-export interface ProxyHealthServer {
-  /** Actual bound address and port. */
-  readonly address: { host: string; port: number };
-  /** Stops listening and closes connections. */
-  close(): Promise<void>;
-}
+export type ProxyHealthServer = HttpEndpoint;
 
 /** A health answer: HTTP status and JSON body. */
 export interface ProxyHealthResponse {
@@ -97,26 +91,5 @@ export async function startProxyHealthServer(options: ProxyHealthServerOptions):
     res.end(answer.body);
   };
 
-  const server: Server = createServer(handler);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(
-        new UnavailableError(
-          `${options.host}:${options.port}`,
-          `cannot serve proxy health on ${options.host}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
-    server.listen(options.port, options.host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  return {
-    address: { host: addr.address, port: addr.port },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenHttp(options.host, options.port, "proxy health", handler);
 }

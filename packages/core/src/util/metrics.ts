@@ -3,10 +3,9 @@
  *
  * @module
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import { UnavailableError } from "./errors.js";
+import { type HttpEndpoint, listenHttp } from "./http-server.js";
 
 export { Counter, Gauge, Histogram, Registry, Summary } from "prom-client";
 
@@ -33,12 +32,7 @@ export interface MetricsServerOptions {
 }
 
 /** A running metrics endpoint. */
-export interface MetricsServer {
-  /** Actual bound address and port. */
-  readonly address: { host: string; port: number };
-  /** Stops listening and closes connections. */
-  close(): Promise<void>;
-}
+export type MetricsServer = HttpEndpoint;
 
 /**
  * Serves `/metrics` in the Prometheus text format (and `/healthz` when a check is given).
@@ -67,26 +61,5 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       res.end(String(err));
     }
   };
-  const server: Server = createServer((req, res) => void handler(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) =>
-      reject(
-        new UnavailableError(
-          `${options.host}:${options.port}`,
-          `cannot serve metrics on ${options.host}:${options.port}: ${err.message}`,
-          { cause: err },
-        ),
-      ),
-    );
-    server.listen(options.port, options.host, () => resolve());
-  });
-  const addr = server.address() as AddressInfo;
-  return {
-    address: { host: addr.address, port: addr.port },
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return listenHttp(options.host, options.port, "metrics", (req, res) => void handler(req, res));
 }
