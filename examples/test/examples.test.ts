@@ -27,7 +27,7 @@ function readmes(): string[] {
 
 describe("README usage examples", () => {
   it("are verbatim copies of runnable files in examples/", () => {
-    const marker = /<!-- example: (examples\/[\w.-]+) -->\n```ts\n([\s\S]*?)```/g;
+    const marker = /<!-- example: ((?:examples|packages\/[\w-]+\/test)\/[\w.-]+) -->\n```ts\n([\s\S]*?)```/g;
     let found = 0;
     for (const file of readmes()) {
       let text: string;
@@ -42,7 +42,7 @@ describe("README usage examples", () => {
         expect(m[2], `${path.relative(root, file)} → ${m[1]}`).toBe(example);
       }
     }
-    expect(found).toBeGreaterThanOrEqual(2);
+    expect(found).toBeGreaterThanOrEqual(5);
   });
 });
 
@@ -59,5 +59,12 @@ describe("examples run and do what they say", () => {
     expect(out).toContain("full default/metrics:metrics/TCP: 10.96.0.12:9100 -> 10.88.0.200:9100\n");
     expect(out).toContain("full default/echo:echo/TCP: 10.96.0.11:9000 -> (reject: no endpoints)");
     expect(out).toContain("sync: synced, healthy: true");
+  });
+
+  it("cli-embedded runs the CLI dispatcher in-process", async () => {
+    const out = await runExample("cli-embedded.ts");
+    expect(out).toContain("Usage: worknode node [flags]");
+    expect(out).toContain("--pod-manifest-path");
+    expect(out).toContain("exit status 0");
   });
 });
