@@ -13,9 +13,10 @@ require_root_linux() {
   command -v apt-get >/dev/null || die "needs a Debian-based system (apt-get not found)"
 }
 
-# Debian packages the node agent and the system tier need.
+# Debian packages the node agent and the system tier need. docker-registry is left to
+# @worknode/testing's lab, which installs it and disables the systemd unit Debian starts on port 5000.
 SYSTEM_PACKAGES=(
-  containerd runc containernetworking-plugins docker-registry umoci skopeo busybox-static
+  containerd runc containernetworking-plugins umoci skopeo busybox-static
   iptables nftables conntrack iproute2 curl gcc libc6-dev openssl ca-certificates
 )
 
