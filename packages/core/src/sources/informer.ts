@@ -26,6 +26,7 @@ import {
   describeError,
   InvalidObjectError,
   UnavailableError,
+  WorknodeError,
 } from "../util/errors.js";
 import { type Logger, silentLogger } from "../util/logging.js";
 import { IdleWatchdog, RequestStalledError } from "./informer-watchdog.js";
@@ -567,6 +568,11 @@ export class Informer<T extends KubeObject> implements ObjectSource<T>, Runnable
     } catch (err) {
       if (this.abort.signal.aborted) throw new AbortedError("informer stopped", { cause: err });
       if (stalled) throw stalled;
+      if (res && !(err instanceof WorknodeError)) {
+        // The stream broke after the response started (connection reset, truncated body):
+        // name the request, as errors raised before the response do.
+        throw new UnavailableError(this.client.server, `${what} ${this.path}: ${describeError(err)}`, { cause: err });
+      }
       throw err;
     } finally {
       dog.cancel();
