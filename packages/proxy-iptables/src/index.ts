@@ -1,8 +1,12 @@
 /**
- * `@worknode/proxy-iptables`: not implemented yet — see this package's README for its status.
+ * `@worknode/proxy-iptables`: the iptables service-proxy backend, laid out rule for
+ * rule like kube-proxy's iptables mode.
  *
  * @packageDocumentation
  */
 
-/** Implementation state of this package, so that tools and users can tell an empty package apart. */
-export const implementationStatus = "not-yet" as const;
+export * from "./command.js";
+export * from "./conntrack.js";
+export * from "./iptables.js";
+export * from "./proxier.js";
+export * from "./render/index.js";

@@ -1,0 +1,368 @@
+/**
+ * {@link IptablesProxier}: the iptables backend. Renders with {@link renderRules}
+ * and applies with `iptables-restore --noflush` (`ip6tables-restore` for IPv6).
+ *
+ * @module
+ */
+import {
+  Counter,
+  describeError,
+  Gauge,
+  type IPFamily,
+  type Logger,
+  type Proxier,
+  ProxySyncError,
+  Registry,
+  type SyncInput,
+  type SyncStats,
+  silentLogger,
+} from "@worknode/core";
+import { type CommandRunner, createCommandRunner } from "./command.js";
+import { conntrackDeletions, flushConntrack } from "./conntrack.js";
+import {
+  chainsInSave,
+  IptablesClient,
+  JUMP_RULES,
+  jumpRuleArgs,
+  parseRestoreErrorLine,
+  type Table,
+} from "./iptables.js";
+import {
+  isServiceChainName,
+  KUBE_EXTERNAL_SERVICES,
+  KUBE_FORWARD,
+  KUBE_MARK_MASQ,
+  KUBE_NODEPORTS,
+  KUBE_POSTROUTING,
+  KUBE_PROXY_CANARY,
+  KUBE_PROXY_FIREWALL,
+  KUBE_SERVICES,
+} from "./render/chain-names.js";
+import { type RenderOptions, type RenderResult, renderRules } from "./render/render.js";
+
+/** Options of an {@link IptablesProxier}. */
+export interface IptablesProxierOptions {
+  /** This node's name (`--hostname-override`). */
+  readonly nodeName: string;
+  /** This node's addresses (for `--nodeport-addresses` and load-balancer source ranges). */
+  readonly nodeIPs?: readonly string[];
+  /** This node's zone, for topology hints. */
+  readonly zone?: string;
+  /** This node's labels (zone fallback for topology hints). */
+  readonly nodeLabels?: Readonly<Record<string, string>>;
+  /** Families programmed: `["IPv4"]` (default), `["IPv6"]` or both (iptables and ip6tables). */
+  readonly families?: readonly IPFamily[];
+  /** `--cluster-cidr`: pod CIDRs (one per family is used). */
+  readonly clusterCIDRs?: readonly string[];
+  /** `--masquerade-all`. */
+  readonly masqueradeAll?: boolean;
+  /** `--nodeport-addresses` CIDRs. */
+  readonly nodePortAddresses?: readonly string[];
+  /** `--iptables-masquerade-bit` (default 14). */
+  readonly masqueradeBit?: number;
+  /** `--random-fully` on the MASQUERADE rule (default true: every iptables since 1.6.2 has it). */
+  readonly randomFully?: boolean;
+  /** Leave out the INVALID-drop rule (`nf_conntrack_tcp_be_liberal` is set); default false. */
+  readonly conntrackTCPLiberal?: boolean;
+  /** Use the `iptables-legacy*` programs instead of the default (`iptables*`). */
+  readonly legacy?: boolean;
+  /** Run every command inside this network namespace (ignored when `runner` is given). */
+  readonly netns?: string;
+  /** Command runner (default: spawn, optionally inside `netns`). */
+  readonly runner?: CommandRunner;
+  /** Delete stale UDP/SCTP conntrack entries after syncs with the `conntrack` tool (default true). */
+  readonly conntrack?: boolean;
+  /**
+   * Before a partial sync, check that the `KUBE-PROXY-CANARY` chain of the mangle table
+   * still exists and sync fully when it does not (someone flushed the tables); default true.
+   */
+  readonly canaryCheck?: boolean;
+  /** Logger; default silent. */
+  readonly logger?: Logger;
+}
+
+interface FamilyState {
+  /** Per-service nat chains in the kernel after the last successful sync. */
+  activeChains: ReadonlySet<string>;
+}
+
+/** What one family's last sync sent. */
+export interface AppliedPayload {
+  readonly family: IPFamily;
+  readonly full: boolean;
+  /** The exact `iptables-restore` input (filter then nat). */
+  readonly payload: string;
+  readonly render: RenderResult;
+}
+
+const OWNED_CHAINS: Readonly<Record<Table, readonly string[]>> = {
+  nat: [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ, KUBE_PROXY_CANARY],
+  filter: [
+    KUBE_SERVICES,
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FORWARD,
+    KUBE_NODEPORTS,
+    KUBE_PROXY_FIREWALL,
+    KUBE_PROXY_CANARY,
+  ],
+  mangle: [KUBE_PROXY_CANARY],
+};
+
+function familyOf(ip: string): IPFamily {
+  return ip.includes(":") ? "IPv6" : "IPv4";
+}
+
+/**
+ * The iptables service-proxy backend, a drop-in for kube-proxy's iptables mode.
+ *
+ * - **Full sync** (first sync, after failures, when the controller asks, or when the
+ *   canary chain vanished): makes sure the canary chains, our top-level chains and the
+ *   jump rules from the built-in chains exist (`-N`, `-C`, `-I`: idempotent), reads the
+ *   nat table's chains with `iptables-save`, and restores a payload rewriting every chain
+ *   and deleting stale per-service chains (left over from an earlier run too).
+ * - **Partial sync**: restores a payload rewriting the top-level chains and only the
+ *   per-service chains of changed service ports, deleting the chains they no longer use.
+ * - Each family is one `iptables-restore --noflush --counters` call with filter and nat:
+ *   the kernel applies each table atomically, so a failed restore leaves the previous
+ *   rules in place. The failure is thrown as a {@link ProxySyncError} with the failing
+ *   payload line; the next sync of that family is full.
+ * - After a successful sync, stale UDP/SCTP conntrack entries (`changes.staleConntrack`)
+ *   are deleted with `conntrack -D` (failures are logged, not thrown).
+ */
+export class IptablesProxier implements Proxier {
+  /** `--proxy-mode` name. */
+  readonly mode = "iptables";
+  /** Backend metrics (kube-proxy's iptables metric names). */
+  readonly metrics: Registry;
+
+  private readonly runner: CommandRunner;
+  private readonly clients: ReadonlyMap<IPFamily, IptablesClient>;
+  private readonly state = new Map<IPFamily, FamilyState>();
+  private readonly last = new Map<IPFamily, AppliedPayload>();
+  private readonly logger: Logger;
+  private readonly rulesTotal: Gauge<"table" | "ip_family">;
+  private readonly rulesLast: Gauge<"table" | "ip_family">;
+  private readonly restoreFailures: Counter<"ip_family">;
+  private readonly partialRestoreFailures: Counter<"ip_family">;
+
+  constructor(private readonly options: IptablesProxierOptions) {
+    this.runner =
+      options.runner ?? createCommandRunner(options.netns !== undefined ? { netns: options.netns } : {});
+    const families = options.families ?? ["IPv4"];
+    const clients = new Map<IPFamily, IptablesClient>();
+    for (const f of families)
+      clients.set(f, new IptablesClient(f, this.runner, { legacy: options.legacy ?? false }));
+    this.clients = clients;
+    this.logger = options.logger ?? silentLogger();
+    this.metrics = new Registry();
+    const registers = [this.metrics];
+    this.rulesTotal = new Gauge({
+      name: "kubeproxy_sync_proxy_rules_iptables_total",
+      help: "Total number of iptables rules owned by kube-proxy (nat: as of the last full sync)",
+      labelNames: ["table", "ip_family"],
+      registers,
+    });
+    this.rulesLast = new Gauge({
+      name: "kubeproxy_sync_proxy_rules_iptables_last",
+      help: "Number of iptables rules written by kube-proxy in the last sync",
+      labelNames: ["table", "ip_family"],
+      registers,
+    });
+    this.restoreFailures = new Counter({
+      name: "kubeproxy_sync_proxy_rules_iptables_restore_failures_total",
+      help: "Cumulative proxy iptables restore failures",
+      labelNames: ["ip_family"],
+      registers,
+    });
+    this.partialRestoreFailures = new Counter({
+      name: "kubeproxy_sync_proxy_rules_iptables_partial_restore_failures_total",
+      help: "Cumulative proxy iptables partial restore failures",
+      labelNames: ["ip_family"],
+      registers,
+    });
+  }
+
+  /** The families this proxier programs. */
+  get families(): readonly IPFamily[] {
+    return [...this.clients.keys()];
+  }
+
+  /** What the last sync of `family` sent to `iptables-restore` (whether or not it succeeded). */
+  lastApplied(family: IPFamily = "IPv4"): AppliedPayload | undefined {
+    return this.last.get(family);
+  }
+
+  /** The render options of one family. */
+  renderOptions(family: IPFamily): RenderOptions {
+    const o = this.options;
+    const clusterCIDR = o.clusterCIDRs?.find((c) => familyOf(c.split("/")[0] ?? "") === family);
+    return {
+      family,
+      masqueradeAll: o.masqueradeAll ?? false,
+      randomFully: o.randomFully ?? true,
+      ...(clusterCIDR !== undefined ? { clusterCIDR } : {}),
+      ...(o.nodePortAddresses !== undefined ? { nodePortAddresses: o.nodePortAddresses } : {}),
+      ...(o.masqueradeBit !== undefined ? { masqueradeBit: o.masqueradeBit } : {}),
+      ...(o.conntrackTCPLiberal !== undefined ? { conntrackTCPLiberal: o.conntrackTCPLiberal } : {}),
+    };
+  }
+
+  /**
+   * Renders what a full sync of `family` would write, without touching the node
+   * (`worknode proxy plan`). `previousChains` defaults to none (nothing is deleted).
+   */
+  plan(
+    input: Pick<SyncInput, "snapshot" | "changes">,
+    family: IPFamily = "IPv4",
+    previousChains?: ReadonlySet<string>,
+  ): RenderResult {
+    return renderRules({
+      snapshot: input.snapshot,
+      changes: input.changes,
+      full: true,
+      ...(previousChains !== undefined ? { previousChains } : {}),
+      node: this.node(),
+      options: this.renderOptions(family),
+    });
+  }
+
+  private node() {
+    const o = this.options;
+    return {
+      name: o.nodeName,
+      nodeIPs: o.nodeIPs ?? [],
+      ...(o.zone !== undefined ? { zone: o.zone } : {}),
+      ...(o.nodeLabels !== undefined ? { labels: o.nodeLabels } : {}),
+    };
+  }
+
+  /** Programs every family; see the class documentation. */
+  async sync(input: SyncInput): Promise<SyncStats> {
+    let servicePorts = 0;
+    let endpoints = 0;
+    let written = 0;
+    for (const [family, client] of this.clients) {
+      const r = await this.syncFamily(family, client, input);
+      servicePorts += r.stats.servicePorts;
+      endpoints += r.stats.endpoints;
+      written += r.stats.natRules + r.stats.filterRules;
+    }
+    if ((this.options.conntrack ?? true) && input.changes.staleConntrack.length > 0) {
+      const deletions = conntrackDeletions(input.changes.staleConntrack, this.families);
+      const result = await flushConntrack(this.runner, deletions);
+      for (const e of result.errors) this.logger.warn({ error: e }, "conntrack cleanup failed");
+    }
+    return { servicePorts, endpoints, written };
+  }
+
+  private async syncFamily(
+    family: IPFamily,
+    client: IptablesClient,
+    input: SyncInput,
+  ): Promise<RenderResult> {
+    const state = this.state.get(family);
+    let full = input.full || state === undefined;
+    if (
+      !full &&
+      (this.options.canaryCheck ?? true) &&
+      !(await client.hasChain("mangle", KUBE_PROXY_CANARY))
+    ) {
+      this.logger.warn({ family }, "iptables canary chain is gone (tables flushed?): syncing fully");
+      full = true;
+    }
+    let previousChains: ReadonlySet<string>;
+    try {
+      if (full) {
+        await this.ensureBase(client);
+        previousChains = chainsInSave(await client.save("nat"));
+      } else {
+        previousChains = state!.activeChains;
+      }
+    } catch (err) {
+      this.state.delete(family);
+      throw new ProxySyncError(this.mode, `${family}: preparing the tables failed: ${describeError(err)}`, {
+        cause: err,
+      });
+    }
+
+    const render = renderRules({
+      snapshot: input.snapshot,
+      changes: input.changes,
+      full,
+      previousChains,
+      node: this.node(),
+      options: this.renderOptions(family),
+    });
+    const payload = render.filter + render.nat;
+    this.last.set(family, { family, full, payload, render });
+    const out = await client.restore(payload);
+    if (out.code !== 0) {
+      this.state.delete(family);
+      this.restoreFailures.inc({ ip_family: family });
+      if (!full) this.partialRestoreFailures.inc({ ip_family: family });
+      const lineNo = parseRestoreErrorLine(out.stderr);
+      const failingLine = lineNo !== undefined ? payload.split("\n")[lineNo - 1] : undefined;
+      const detail = out.stderr.trim().split("\n")[0] ?? "";
+      this.logger.error(
+        { family, full, line: lineNo, failingLine, stderr: out.stderr },
+        "iptables-restore failed",
+      );
+      throw new ProxySyncError(
+        this.mode,
+        `${client.binaries.restore} failed (exit ${out.code})${lineNo !== undefined ? ` at line ${lineNo}` : ""}: ${detail}`,
+        failingLine !== undefined ? { failingLine } : {},
+      );
+    }
+    this.state.set(family, { activeChains: render.activeChains });
+    this.rulesLast.set({ table: "nat", ip_family: family }, render.stats.natRules);
+    this.rulesLast.set({ table: "filter", ip_family: family }, render.stats.filterRules);
+    this.rulesTotal.set({ table: "filter", ip_family: family }, render.stats.filterRules);
+    if (full) this.rulesTotal.set({ table: "nat", ip_family: family }, render.stats.natRules);
+    this.logger.debug({ family, full, ...render.stats }, "iptables rules synced");
+    return render;
+  }
+
+  /** Canary chains, our top-level chains and the jump rules from the built-in chains. */
+  private async ensureBase(client: IptablesClient): Promise<void> {
+    for (const table of ["mangle", "nat", "filter"] as const)
+      await client.ensureChain(table, KUBE_PROXY_CANARY);
+    for (const rule of JUMP_RULES) {
+      await client.ensureChain(rule.table, rule.to);
+      await client.ensureRuleFirst(rule.table, rule.from, jumpRuleArgs(rule));
+    }
+  }
+
+  /**
+   * Removes every jump rule and KUBE-* chain this backend writes (top-level, per-service
+   * and canary chains), in every family; idempotent. Throws a {@link ProxySyncError}
+   * listing what failed, after trying everything.
+   */
+  async cleanup(): Promise<void> {
+    const errors: string[] = [];
+    for (const [family, client] of this.clients) {
+      this.state.delete(family);
+      for (const rule of JUMP_RULES) {
+        try {
+          await client.deleteRule(rule.table, rule.from, jumpRuleArgs(rule));
+        } catch (err) {
+          errors.push(`${family} ${rule.table} ${rule.from}: ${describeError(err)}`);
+        }
+      }
+      for (const table of ["nat", "filter", "mangle"] as const) {
+        try {
+          const existing = chainsInSave(await client.save(table));
+          const owned = [...existing].filter(
+            (c) => OWNED_CHAINS[table].includes(c) || (table === "nat" && isServiceChainName(c)),
+          );
+          if (owned.length === 0) continue;
+          const payload = `*${table}\n${owned.map((c) => `:${c} - [0:0]\n`).join("")}${owned.map((c) => `-X ${c}\n`).join("")}COMMIT\n`;
+          const out = await client.restore(payload);
+          if (out.code !== 0) errors.push(`${family} ${table}: ${out.stderr.trim()}`);
+        } catch (err) {
+          errors.push(`${family} ${table}: ${describeError(err)}`);
+        }
+      }
+    }
+    if (errors.length > 0) throw new ProxySyncError(this.mode, `cleanup incomplete:\n${errors.join("\n")}`);
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * Pure rendering of kube-proxy-style iptables payloads.
+ *
+ * @module
+ */
+export * from "./chain-names.js";
+export * from "./probability.js";
+export * from "./render.js";

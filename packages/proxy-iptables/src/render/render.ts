@@ -1,0 +1,721 @@
+/**
+ * The pure renderer: a service snapshot in, `iptables-restore --noflush` payloads
+ * for the nat and filter tables out, laid out rule for rule like kube-proxy's
+ * iptables mode (so that operators' knowledge and tools carry over).
+ *
+ * @module
+ */
+import {
+  type CategorizedEndpoints,
+  type ChangeSet,
+  type Cidr,
+  categorizeEndpoints,
+  cidrContains,
+  type Endpoint,
+  type IPFamily,
+  type NodeTopology,
+  parseCidr,
+  type ServicePort,
+  type ServiceSnapshot,
+} from "@worknode/core";
+import {
+  endpointChain,
+  isServiceChainName,
+  KUBE_EXTERNAL_SERVICES,
+  KUBE_FORWARD,
+  KUBE_MARK_MASQ,
+  KUBE_NODEPORTS,
+  KUBE_POSTROUTING,
+  KUBE_PROXY_FIREWALL,
+  KUBE_SERVICES,
+  lowerProtocol,
+  type ServicePortChains,
+  servicePortChains,
+  servicePortNameString,
+} from "./chain-names.js";
+import { probability } from "./probability.js";
+
+/** Above this many endpoints, per-endpoint comments are left out (kube-proxy's "large cluster mode"). */
+export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
+
+/** kube-proxy's default `--iptables-masquerade-bit`. */
+export const DEFAULT_MASQUERADE_BIT = 14;
+
+/** The node the rules are rendered for. */
+export interface RenderNode {
+  /** Node name (endpoints' `nodeName`, node hints). */
+  readonly name: string;
+  /** The node's zone, for topology hints. */
+  readonly zone?: string;
+  /** The node's labels (zone fallback). */
+  readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * The node's own addresses. Used for `--nodeport-addresses` (node ports are only
+   * captured on those inside the given CIDRs) and to let the node itself through a
+   * `loadBalancerSourceRanges` firewall that contains its address.
+   */
+  readonly nodeIPs: readonly string[];
+}
+
+/** Proxy options that shape the rules. */
+export interface RenderOptions {
+  /** The family rendered: IPv4 (iptables) or IPv6 (ip6tables). Other families' addresses are ignored. */
+  readonly family: IPFamily;
+  /**
+   * `--cluster-cidr` (this family's pod CIDR). When set, traffic to cluster IPs from outside
+   * it is masqueraded, and pod traffic to external destinations of an
+   * `externalTrafficPolicy: Local` service is short-circuited to the cluster chain.
+   */
+  readonly clusterCIDR?: string;
+  /** `--masquerade-all`: masquerade all traffic to cluster IPs. */
+  readonly masqueradeAll: boolean;
+  /** `--nodeport-addresses` CIDRs; unset or none of this family: node ports on every local address. */
+  readonly nodePortAddresses?: readonly string[];
+  /** `--iptables-masquerade-bit` (default 14: mark 0x4000). */
+  readonly masqueradeBit?: number;
+  /** Append `--random-fully` to the MASQUERADE rule (default false). */
+  readonly randomFully?: boolean;
+  /**
+   * The kernel's `nf_conntrack_tcp_be_liberal` is set: leave out the rule dropping
+   * INVALID forwarded packets (default false).
+   */
+  readonly conntrackTCPLiberal?: boolean;
+}
+
+/** Input of {@link renderRules}. */
+export interface RenderInput {
+  /** The complete desired state. */
+  readonly snapshot: ServiceSnapshot;
+  /** What changed since the previous successful sync (used by partial renders). */
+  readonly changes: ChangeSet;
+  /** Rewrite every chain (true), or only the chains of changed service ports (false). */
+  readonly full: boolean;
+  /**
+   * The nat chains present before this payload is applied (from `iptables-save` or the
+   * previous render's {@link RenderResult.activeChains}). Per-service chains in it that are
+   * no longer used are flushed and deleted. In a partial render, an unchanged service
+   * port whose chains are missing from it is rewritten anyway. Unset: nothing is deleted
+   * and unchanged service ports are trusted to be in place.
+   */
+  readonly previousChains?: ReadonlySet<string>;
+  /** The node. */
+  readonly node: RenderNode;
+  /** Options. */
+  readonly options: RenderOptions;
+}
+
+/** Counts of one render. */
+export interface RenderStats {
+  /** Service ports of this family rendered (including those whose chains were skipped). */
+  readonly servicePorts: number;
+  /** Endpoints of this family, over all rendered service ports. */
+  readonly endpoints: number;
+  /** Service ports whose per-service chains were written in this payload. */
+  readonly servicePortsWritten: number;
+  /** Service ports whose per-service chains were left untouched (partial render). */
+  readonly servicePortsSkipped: number;
+  /** `-A` lines in the nat payload. */
+  readonly natRules: number;
+  /** `-A` lines in the filter payload. */
+  readonly filterRules: number;
+  /** Chains declared in the nat payload (including those being deleted). */
+  readonly natChains: number;
+  /** Stale per-service chains deleted. */
+  readonly deletedChains: number;
+  /** Whether comments on endpoint rules were left out (more than 1000 endpoints). */
+  readonly largeClusterMode: boolean;
+}
+
+/** Output of {@link renderRules}. */
+export interface RenderResult {
+  /** The nat table payload (`*nat` … `COMMIT`), for `iptables-restore --noflush`. */
+  readonly nat: string;
+  /** The filter table payload (`*filter` … `COMMIT`). */
+  readonly filter: string;
+  /** Per-service nat chains whose content this payload (re)writes. */
+  readonly chainsWritten: readonly string[];
+  /** Stale per-service nat chains this payload deletes. */
+  readonly chainsDeleted: readonly string[];
+  /** Every per-service nat chain in use once the payload is applied (pass it as the next `previousChains`). */
+  readonly activeChains: ReadonlySet<string>;
+  /** Counts. */
+  readonly stats: RenderStats;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caches of chain names: hashing dominates the render of large snapshots. Service ports and
+// endpoints are immutable and shared between snapshots, so their names are cached by identity.
+
+interface PortNames {
+  readonly nameString: string;
+  readonly protocol: "tcp" | "udp" | "sctp";
+  /** `nameString + protocol`: what endpoint chain names are hashed with. */
+  readonly owner: string;
+  readonly chains: ServicePortChains;
+}
+
+const portNameCache = new WeakMap<ServicePort, PortNames>();
+const endpointNameCache = new WeakMap<Endpoint, { readonly owner: string; readonly chain: string }>();
+
+function namesOf(sp: ServicePort): PortNames {
+  let n = portNameCache.get(sp);
+  if (n === undefined) {
+    const nameString = servicePortNameString(sp.name);
+    const protocol = lowerProtocol(sp.protocol);
+    n = {
+      nameString,
+      protocol,
+      owner: nameString + protocol,
+      chains: servicePortChains(nameString, protocol),
+    };
+    portNameCache.set(sp, n);
+  }
+  return n;
+}
+
+function endpointChainOf(names: PortNames, ep: Endpoint): string {
+  const owner = names.owner;
+  const cached = endpointNameCache.get(ep);
+  if (cached !== undefined && cached.owner === owner) return cached.chain;
+  const chain = endpointChain(names.nameString, names.protocol, ep.address);
+  endpointNameCache.set(ep, { owner, chain });
+  return chain;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function familyOf(ip: string): IPFamily {
+  return ip.includes(":") ? "IPv6" : "IPv4";
+}
+
+function ofFamily(list: readonly string[], family: IPFamily): readonly string[] {
+  if (list.length === 0) return list;
+  let all = true;
+  for (const ip of list) if (familyOf(ip) !== family) all = false;
+  return all ? list : list.filter((ip) => familyOf(ip) === family);
+}
+
+function endpointsOfFamily(list: readonly Endpoint[] | undefined, family: IPFamily): readonly Endpoint[] {
+  if (list === undefined || list.length === 0) return [];
+  let all = true;
+  for (const ep of list) if (ep.family !== family) all = false;
+  return all ? list : list.filter((ep) => ep.family === family);
+}
+
+/** A comment argument: quoted when it contains a space, as kube-proxy writes it. */
+function comment(text: string): string {
+  return text.includes(" ") ? `-m comment --comment "${text}"` : `-m comment --comment ${text}`;
+}
+
+const NODEPORTS_COMMENT = comment(
+  "kubernetes service nodeports; NOTE: this must be the last rule in this chain",
+);
+
+/** The node's addresses that receive node-port traffic, or `undefined` for every local address. */
+function nodePortDestinations(options: RenderOptions, node: RenderNode): readonly string[] | undefined {
+  const cidrs: Cidr[] = [];
+  for (const text of options.nodePortAddresses ?? []) {
+    const c = parseCidr(text);
+    if (c !== undefined && c.family === options.family) cidrs.push(c);
+  }
+  if (cidrs.length === 0) return undefined;
+  const out: string[] = [];
+  for (const ip of node.nodeIPs) {
+    if (familyOf(ip) !== options.family) continue;
+    // Localhost node ports need route_localnet (IPv4) or never work (IPv6): not supported.
+    if (ip === "::1" || ip.startsWith("127.")) continue;
+    if (cidrs.some((c) => cidrContains(c, ip)) && !out.includes(ip)) out.push(ip);
+  }
+  return out;
+}
+
+/**
+ * Renders the nat and filter payloads for one IP family.
+ *
+ * Layout (as kube-proxy's iptables mode): the top-level chains (nat KUBE-SERVICES,
+ * KUBE-NODEPORTS, KUBE-POSTROUTING, KUBE-MARK-MASQ; filter KUBE-SERVICES,
+ * KUBE-EXTERNAL-SERVICES, KUBE-FORWARD, KUBE-NODEPORTS, KUBE-PROXY-FIREWALL) are declared,
+ * and so flushed and rewritten, in every payload. Per service port: KUBE-SVC-* (Cluster
+ * policy, statistic-mode load balancing over the endpoints with probabilities 1/n,
+ * `recent`-based ClientIP affinity), KUBE-SVL-* (Local policy), KUBE-EXT-* (node ports,
+ * external and load-balancer IPs), KUBE-FW-* (`loadBalancerSourceRanges`) and one
+ * KUBE-SEP-* per endpoint (DNAT, hairpin masquerade). Service ports without usable
+ * endpoints get REJECT rules in filter; external traffic to `externalTrafficPolicy: Local`
+ * ports without a local endpoint is dropped.
+ *
+ * A partial render (`full: false`) declares and writes the per-service chains only of
+ * service ports in `changes.changedServicePorts` (and of those whose chains are missing
+ * from `previousChains`); the others stay as they are in the kernel. Chains of
+ * `previousChains` no longer in use are flushed and deleted (`-X`). Service ports are
+ * rendered in key order, so equal inputs give byte-identical payloads.
+ *
+ * Pure apart from caching chain names by object identity.
+ */
+export function renderRules(input: RenderInput): RenderResult {
+  const { snapshot, changes, full, previousChains, node, options } = input;
+  const family = options.family;
+  const mark = `0x${(1 << (options.masqueradeBit ?? DEFAULT_MASQUERADE_BIT)).toString(16)}`;
+  const topology: NodeTopology = {
+    name: node.name,
+    ...(node.zone !== undefined ? { zone: node.zone } : {}),
+    ...(node.labels !== undefined ? { labels: node.labels } : {}),
+  };
+  const clusterCIDR = options.clusterCIDR;
+  const isIPv6 = family === "IPv6";
+  const nodeIP = node.nodeIPs.find((ip) => familyOf(ip) === family);
+
+  const filterChains = [
+    KUBE_SERVICES,
+    KUBE_EXTERNAL_SERVICES,
+    KUBE_FORWARD,
+    KUBE_NODEPORTS,
+    KUBE_PROXY_FIREWALL,
+  ];
+  const filterRules: string[] = [];
+  const natChainLines: string[] = [];
+  const natRules: string[] = [];
+  for (const c of [KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ]) {
+    natChainLines.push(`:${c} - [0:0]`);
+  }
+  natRules.push(`-A ${KUBE_POSTROUTING} -m mark ! --mark ${mark}/${mark} -j RETURN`);
+  natRules.push(`-A ${KUBE_POSTROUTING} -j MARK --xor-mark ${mark}`);
+  natRules.push(
+    `-A ${KUBE_POSTROUTING} ${comment("kubernetes service traffic requiring SNAT")} -j MASQUERADE${options.randomFully ? " --random-fully" : ""}`,
+  );
+  natRules.push(`-A ${KUBE_MARK_MASQ} -j MARK --or-mark ${mark}`);
+
+  // Service ports of this family, in key order, with their endpoints of this family.
+  interface Item {
+    readonly sp: ServicePort;
+    readonly clusterIP: string;
+    readonly raw: readonly Endpoint[] | undefined;
+    readonly endpoints: readonly Endpoint[];
+  }
+  const items: Item[] = [];
+  let totalEndpoints = 0;
+  const keys = sortedKeys(snapshot.services);
+  for (const key of keys) {
+    const sp = snapshot.services.get(key);
+    if (sp === undefined) continue;
+    const clusterIP = sp.clusterIPs.find((ip) => familyOf(ip) === family);
+    if (clusterIP === undefined) continue;
+    const raw = snapshot.endpoints.get(key);
+    const endpoints = endpointsOfFamily(raw, family);
+    totalEndpoints += endpoints.length;
+    items.push({ sp, clusterIP, raw, endpoints });
+  }
+  const largeClusterMode = totalEndpoints > LARGE_CLUSTER_ENDPOINTS_THRESHOLD;
+
+  const ctx: PlanContext = {
+    family,
+    topology,
+    clusterCIDR,
+    masqueradeAll: options.masqueradeAll,
+    nodeIP,
+    config: `${family}|${node.name}|${topology.zone ?? ""}|${JSON.stringify(node.labels ?? {})}|${node.nodeIPs.join(",")}|${clusterCIDR ?? ""}|${options.masqueradeAll}`,
+  };
+  const activeChains = new Set<string>();
+  const chainsWritten: string[] = [];
+  let written = 0;
+  let skipped = 0;
+
+  for (const { sp, clusterIP, raw, endpoints } of items) {
+    const plan = planPort(sp, clusterIP, raw, endpoints, ctx);
+    for (const l of plan.natTop) natRules.push(l);
+    for (const l of plan.filterTop) filterRules.push(l);
+    for (const c of plan.used) activeChains.add(c);
+
+    let write = full || changes.changedServicePorts.has(sp.key);
+    if (!write && previousChains !== undefined) {
+      for (const c of plan.used) {
+        if (!previousChains.has(c)) {
+          write = true;
+          break;
+        }
+      }
+    }
+    if (!write) {
+      skipped++;
+      continue;
+    }
+    written++;
+    for (const c of plan.used) {
+      natChainLines.push(`:${c} - [0:0]`);
+      chainsWritten.push(c);
+    }
+    writeServiceChains(natRules, plan, ctx, largeClusterMode);
+  }
+
+  // Stale per-service chains: flush (chain line) then delete.
+  const chainsDeleted: string[] = [];
+  if (previousChains !== undefined) {
+    for (const c of previousChains) {
+      if (!activeChains.has(c) && isServiceChainName(c)) chainsDeleted.push(c);
+    }
+    chainsDeleted.sort();
+    for (const c of chainsDeleted) {
+      natChainLines.push(`:${c} - [0:0]`);
+      natRules.push(`-X ${c}`);
+    }
+  }
+
+  // Node ports: the last rule of KUBE-SERVICES.
+  const destinations = nodePortDestinations(options, node);
+  if (destinations === undefined) {
+    const notLocalhost = isIPv6 ? "! -d ::1/128" : "! -d 127.0.0.0/8";
+    natRules.push(
+      `-A ${KUBE_SERVICES} ${NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL ${notLocalhost} -j ${KUBE_NODEPORTS}`,
+    );
+  } else {
+    for (const ip of destinations) {
+      natRules.push(`-A ${KUBE_SERVICES} ${NODEPORTS_COMMENT} -d ${ip} -j ${KUBE_NODEPORTS}`);
+    }
+  }
+
+  if (!options.conntrackTCPLiberal)
+    filterRules.push(`-A ${KUBE_FORWARD} -m conntrack --ctstate INVALID -j DROP`);
+  filterRules.push(
+    `-A ${KUBE_FORWARD} ${comment("kubernetes forwarding rules")} -m mark --mark ${mark}/${mark} -j ACCEPT`,
+  );
+  filterRules.push(
+    `-A ${KUBE_FORWARD} ${comment("kubernetes forwarding conntrack rule")} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+  );
+
+  const filter = `*filter\n${filterChains.map((c) => `:${c} - [0:0]\n`).join("")}${joinLines(filterRules)}COMMIT\n`;
+  const nat = `*nat\n${joinLines(natChainLines)}${joinLines(natRules)}COMMIT\n`;
+  return {
+    nat,
+    filter,
+    chainsWritten,
+    chainsDeleted,
+    activeChains,
+    stats: {
+      servicePorts: items.length,
+      endpoints: totalEndpoints,
+      servicePortsWritten: written,
+      servicePortsSkipped: skipped,
+      natRules: natRules.length - chainsDeleted.length,
+      filterRules: filterRules.length,
+      natChains: natChainLines.length,
+      deletedChains: chainsDeleted.length,
+      largeClusterMode,
+    },
+  };
+}
+
+/** What every service port's rendering depends on besides the port and its endpoints. */
+interface PlanContext {
+  readonly family: IPFamily;
+  readonly topology: NodeTopology;
+  readonly clusterCIDR: string | undefined;
+  readonly masqueradeAll: boolean;
+  readonly nodeIP: string | undefined;
+  /** All of the above as one string: a cached plan is reused only under an equal config. */
+  readonly config: string;
+}
+
+/** One service port worked out: its top-level rules, the chains it uses, and what its chains need. */
+interface PortPlan {
+  readonly sp: ServicePort;
+  readonly raw: readonly Endpoint[] | undefined;
+  readonly config: string;
+  readonly names: PortNames;
+  readonly clusterIP: string;
+  readonly match: string;
+  /** Rules in nat KUBE-SERVICES / KUBE-NODEPORTS. */
+  readonly natTop: readonly string[];
+  /** Rules in the filter table. */
+  readonly filterTop: readonly string[];
+  /** Per-service chains this port uses (EXT, FW, SVC, SVL, then SEPs). */
+  readonly used: readonly string[];
+  readonly cat: CategorizedEndpoints;
+  readonly sepChains: readonly string[];
+  readonly lbIPs: readonly string[];
+  readonly sourceRanges: readonly string[];
+  readonly hasInternalEndpoints: boolean;
+  readonly hasExternalEndpoints: boolean;
+  readonly usesExternalChain: boolean;
+  readonly usesFWChain: boolean;
+}
+
+/**
+ * Plans are cached by service port identity: snapshots share unchanged ports and endpoint
+ * lists, so a partial render of a large snapshot only plans what changed.
+ */
+const planCaches: Record<IPFamily, WeakMap<ServicePort, PortPlan>> = {
+  IPv4: new WeakMap(),
+  IPv6: new WeakMap(),
+};
+
+function planPort(
+  sp: ServicePort,
+  clusterIP: string,
+  raw: readonly Endpoint[] | undefined,
+  endpoints: readonly Endpoint[],
+  ctx: PlanContext,
+): PortPlan {
+  const planCache = planCaches[ctx.family];
+  const cached = planCache.get(sp);
+  if (
+    cached !== undefined &&
+    cached.raw === raw &&
+    cached.config === ctx.config &&
+    cached.clusterIP === clusterIP
+  ) {
+    return cached;
+  }
+  const family = ctx.family;
+  const names = namesOf(sp);
+  const { nameString, protocol } = names;
+  const { svc: clusterPolicyChain, svl: localPolicyChain, ext: externalChain, fw: fwChain } = names.chains;
+  const externalIPs = ofFamily(sp.externalIPs, family);
+  const lbIPs = ofFamily(sp.loadBalancerIPs, family);
+  const sourceRanges = ofFamily(sp.loadBalancerSourceRanges, family);
+  const externallyAccessible = sp.nodePort !== 0 || externalIPs.length > 0 || lbIPs.length > 0;
+  const port = String(sp.port);
+  const match = `-m ${protocol} -p ${protocol}`;
+
+  const cat = categorizeEndpoints(sp, endpoints, ctx.topology);
+  const localEndpoints = cat.localEndpoints ?? [];
+  const hasEndpoints = cat.hasAnyEndpoints;
+  const internalChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const hasInternalEndpoints = hasEndpoints && (!sp.internalPolicyLocal || localEndpoints.length > 0);
+  const hasExternalEndpoints = hasEndpoints && (!sp.externalPolicyLocal || localEndpoints.length > 0);
+  // The EXT chain is needed even without externally usable endpoints: it short-circuits
+  // traffic from this node and its pods to the cluster chain.
+  const usesExternalChain = hasEndpoints && externallyAccessible;
+  const usesFWChain = hasEndpoints && lbIPs.length > 0 && sourceRanges.length > 0;
+  const loadBalancerChain = usesFWChain ? fwChain : externalChain;
+
+  // No endpoints at all: REJECT; endpoints, but none local for a Local policy: DROP.
+  const target = hasEndpoints ? "DROP" : "REJECT";
+  const filterComment = comment(
+    hasEndpoints ? `${nameString} has no local endpoints` : `${nameString} has no endpoints`,
+  );
+
+  const natTop: string[] = [];
+  const filterTop: string[] = [];
+  if (hasInternalEndpoints) {
+    natTop.push(
+      `-A ${KUBE_SERVICES} ${comment(`${nameString} cluster IP`)} ${match} -d ${clusterIP} --dport ${port} -j ${internalChain}`,
+    );
+  } else {
+    filterTop.push(
+      `-A ${KUBE_SERVICES} ${filterComment} ${match} -d ${clusterIP} --dport ${port} -j ${target}`,
+    );
+  }
+  for (const ip of externalIPs) {
+    if (hasEndpoints) {
+      natTop.push(
+        `-A ${KUBE_SERVICES} ${comment(`${nameString} external IP`)} ${match} -d ${ip} --dport ${port} -j ${externalChain}`,
+      );
+    }
+    if (!hasExternalEndpoints) {
+      filterTop.push(
+        `-A ${KUBE_EXTERNAL_SERVICES} ${filterComment} ${match} -d ${ip} --dport ${port} -j ${target}`,
+      );
+    }
+  }
+  for (const ip of lbIPs) {
+    if (hasEndpoints) {
+      natTop.push(
+        `-A ${KUBE_SERVICES} ${comment(`${nameString} loadbalancer IP`)} ${match} -d ${ip} --dport ${port} -j ${loadBalancerChain}`,
+      );
+    }
+    if (usesFWChain) {
+      filterTop.push(
+        `-A ${KUBE_PROXY_FIREWALL} ${comment(`${nameString} traffic not accepted by ${fwChain}`)} ${match} -d ${ip} --dport ${port} -j DROP`,
+      );
+    }
+  }
+  if (!hasExternalEndpoints) {
+    for (const ip of lbIPs) {
+      filterTop.push(
+        `-A ${KUBE_EXTERNAL_SERVICES} ${filterComment} ${match} -d ${ip} --dport ${port} -j ${target}`,
+      );
+    }
+  }
+  if (sp.nodePort !== 0) {
+    if (hasEndpoints) {
+      natTop.push(
+        `-A ${KUBE_NODEPORTS} ${comment(nameString)} ${match} --dport ${sp.nodePort} -j ${externalChain}`,
+      );
+    }
+    if (!hasExternalEndpoints) {
+      filterTop.push(
+        `-A ${KUBE_EXTERNAL_SERVICES} ${filterComment} -m addrtype --dst-type LOCAL ${match} --dport ${sp.nodePort} -j ${target}`,
+      );
+    }
+  }
+  if (sp.healthCheckNodePort !== 0) {
+    filterTop.push(
+      `-A ${KUBE_NODEPORTS} ${comment(`${nameString} health check node port`)} -m tcp -p tcp --dport ${sp.healthCheckNodePort} -j ACCEPT`,
+    );
+  }
+
+  const sepChains = cat.allReachableEndpoints.map((ep) => endpointChainOf(names, ep));
+  const used: string[] = [];
+  if (usesExternalChain) used.push(externalChain);
+  if (usesFWChain) used.push(fwChain);
+  if ((cat.clusterEndpoints ?? []).length > 0) used.push(clusterPolicyChain);
+  if (localEndpoints.length > 0) used.push(localPolicyChain);
+  for (const c of sepChains) used.push(c);
+
+  const plan: PortPlan = {
+    sp,
+    raw,
+    config: ctx.config,
+    names,
+    clusterIP,
+    match,
+    natTop,
+    filterTop,
+    used,
+    cat,
+    sepChains,
+    lbIPs,
+    sourceRanges,
+    hasInternalEndpoints,
+    hasExternalEndpoints,
+    usesExternalChain,
+    usesFWChain,
+  };
+  planCache.set(sp, plan);
+  return plan;
+}
+
+/** The rules of a service port's own chains (EXT, FW, SVC, SVL, SEPs). */
+function writeServiceChains(
+  out: string[],
+  plan: PortPlan,
+  ctx: PlanContext,
+  largeClusterMode: boolean,
+): void {
+  const { sp, names, match, cat, clusterIP } = plan;
+  const { nameString } = names;
+  const { svc: clusterPolicyChain, svl: localPolicyChain, ext: externalChain, fw: fwChain } = names.chains;
+  const internalChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const externalPolicyChain = sp.externalPolicyLocal ? localPolicyChain : clusterPolicyChain;
+  const clusterEndpoints = cat.clusterEndpoints ?? [];
+  const localEndpoints = cat.localEndpoints ?? [];
+
+  // Internal traffic: masquerade what comes from outside the cluster.
+  if (plan.hasInternalEndpoints) {
+    const args = `${comment(`${nameString} cluster IP`)} ${match} -d ${clusterIP} --dport ${sp.port}`;
+    if (ctx.masqueradeAll) {
+      out.push(`-A ${internalChain} ${args} -j ${KUBE_MARK_MASQ}`);
+    } else if (ctx.clusterCIDR !== undefined) {
+      out.push(`-A ${internalChain} ${args} ! -s ${ctx.clusterCIDR} -j ${KUBE_MARK_MASQ}`);
+    }
+  }
+
+  // External traffic.
+  if (plan.usesExternalChain) {
+    if (!sp.externalPolicyLocal) {
+      out.push(
+        `-A ${externalChain} ${comment(`masquerade traffic for ${nameString} external destinations`)} -j ${KUBE_MARK_MASQ}`,
+      );
+    } else {
+      if (ctx.clusterCIDR !== undefined) {
+        out.push(
+          `-A ${externalChain} ${comment(`pod traffic for ${nameString} external destinations`)} -s ${ctx.clusterCIDR} -j ${clusterPolicyChain}`,
+        );
+      }
+      out.push(
+        `-A ${externalChain} ${comment(`masquerade LOCAL traffic for ${nameString} external destinations`)} -m addrtype --src-type LOCAL -j ${KUBE_MARK_MASQ}`,
+      );
+      out.push(
+        `-A ${externalChain} ${comment(`route LOCAL traffic for ${nameString} external destinations`)} -m addrtype --src-type LOCAL -j ${clusterPolicyChain}`,
+      );
+    }
+    if (plan.hasExternalEndpoints) out.push(`-A ${externalChain} -j ${externalPolicyChain}`);
+  }
+
+  // Load-balancer source ranges.
+  if (plan.usesFWChain) {
+    const head = `-A ${fwChain} ${comment(`${nameString} loadbalancer IP`)}`;
+    let allowFromNode = false;
+    for (const text of plan.sourceRanges) {
+      out.push(`${head} -s ${text} -j ${externalChain}`);
+      const cidr = parseCidr(text);
+      if (ctx.nodeIP !== undefined && cidr !== undefined && cidrContains(cidr, ctx.nodeIP))
+        allowFromNode = true;
+    }
+    // A VIP-style load balancer's IP is often local to the node: traffic from the node to
+    // it loops back with the VIP as source.
+    if (allowFromNode) for (const ip of plan.lbIPs) out.push(`${head} -s ${ip} -j ${externalChain}`);
+    out.push(
+      `-A ${fwChain} ${comment(`other traffic to ${nameString} will be dropped by KUBE-PROXY-FIREWALL`)}`,
+    );
+  }
+
+  if (clusterEndpoints.length > 0) {
+    writeEndpointDispatch(out, names, sp, clusterPolicyChain, clusterEndpoints, largeClusterMode);
+  }
+  if (localEndpoints.length > 0) {
+    writeEndpointDispatch(out, names, sp, localPolicyChain, localEndpoints, largeClusterMode);
+  }
+
+  // Endpoint chains.
+  const sepComment = largeClusterMode ? "" : ` ${comment(nameString)}`;
+  const affinity = sp.sessionAffinity.type === "ClientIP";
+  const reachable = cat.allReachableEndpoints;
+  for (let i = 0; i < reachable.length; i++) {
+    const ep = reachable[i]!;
+    const chain = plan.sepChains[i]!;
+    out.push(`-A ${chain}${sepComment} -s ${ep.ip} -j ${KUBE_MARK_MASQ}`);
+    out.push(
+      `-A ${chain}${sepComment}${affinity ? ` -m recent --name ${chain} --set` : ""} ${match} -j DNAT --to-destination ${ep.address}`,
+    );
+  }
+}
+
+/** Sorted service port keys, cached per (immutable) services map. */
+const sortedKeyCache = new WeakMap<ReadonlyMap<string, ServicePort>, readonly string[]>();
+
+function sortedKeys(services: ReadonlyMap<string, ServicePort>): readonly string[] {
+  let keys = sortedKeyCache.get(services);
+  if (keys === undefined) {
+    keys = [...services.keys()].sort();
+    sortedKeyCache.set(services, keys);
+  }
+  return keys;
+}
+
+function joinLines(lines: readonly string[]): string {
+  return lines.length === 0 ? "" : `${lines.join("\n")}\n`;
+}
+
+/** Session-affinity and statistic-mode rules from a policy chain to its endpoints' chains. */
+function writeEndpointDispatch(
+  out: string[],
+  names: PortNames,
+  sp: ServicePort,
+  chain: string,
+  endpoints: readonly Endpoint[],
+  largeClusterMode: boolean,
+): void {
+  const epComment = (ep: Endpoint) =>
+    largeClusterMode ? "" : ` ${comment(`${names.nameString} -> ${ep.address}`)}`;
+  if (sp.sessionAffinity.type === "ClientIP") {
+    const seconds = sp.sessionAffinity.timeoutSeconds;
+    for (const ep of endpoints) {
+      const sep = endpointChainOf(names, ep);
+      out.push(
+        `-A ${chain}${epComment(ep)} -m recent --name ${sep} --rcheck --seconds ${seconds} --reap -j ${sep}`,
+      );
+    }
+  }
+  const n = endpoints.length;
+  for (let i = 0; i < n; i++) {
+    const ep = endpoints[i]!;
+    const sep = endpointChainOf(names, ep);
+    if (i < n - 1) {
+      out.push(
+        `-A ${chain}${epComment(ep)} -m statistic --mode random --probability ${probability(n - i)} -j ${sep}`,
+      );
+    } else {
+      out.push(`-A ${chain}${epComment(ep)} -j ${sep}`);
+    }
+  }
+}
