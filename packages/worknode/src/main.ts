@@ -4,6 +4,7 @@
  * @module
  */
 import { describeError, WorknodeError } from "@worknode/core";
+import { criCommand } from "./commands/cri/command.js";
 import { nodeCommand } from "./commands/node.js";
 import { CliUsageError } from "./flags.js";
 import { VERSION } from "./version.js";
@@ -24,7 +25,7 @@ export interface Command {
   run(argv: readonly string[], io: CliIO): Promise<number>;
 }
 
-const COMMANDS: readonly Command[] = [nodeCommand];
+const COMMANDS: readonly Command[] = [nodeCommand, criCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;
