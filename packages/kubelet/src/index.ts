@@ -1,8 +1,32 @@
 /**
- * `@worknode/kubelet`: not implemented yet — see this package's README for its status.
+ * `@worknode/kubelet`: the pure decision layer of a kubelet — what to run, kill
+ * and restart, how containers and sandboxes are configured, what status to report,
+ * whether a pod is admitted, and when to probe. No I/O: the pod workers (not
+ * written yet) execute these decisions over CRI.
  *
  * @packageDocumentation
  */
 
-/** Implementation state of this package, so that tools and users can tell an empty package apart. */
-export const implementationStatus = "not-yet" as const;
+/** Implementation state of this package: the pure decision layer exists, pods are not run yet. */
+export const implementationStatus = "decision-layer-only" as const;
+
+export * from "./admission.js";
+export * from "./container-config.js";
+export * from "./container-hash.js";
+export * from "./crash-loop.js";
+export * from "./dns.js";
+export * from "./env.js";
+export * from "./expansion.js";
+export * from "./labels.js";
+export * from "./log-paths.js";
+export * from "./pod-actions.js";
+export * from "./pod-conditions.js";
+export * from "./pod-spec.js";
+export * from "./pod-status.js";
+export * from "./probe-tracker.js";
+export * from "./qos.js";
+export * from "./quantity.js";
+export * from "./resources.js";
+export * from "./runtime-status.js";
+export * from "./sandbox-config.js";
+export * from "./status-merge.js";
