@@ -50,36 +50,31 @@ export function parseFlags<S extends Record<string, FlagSpec>>(
   try {
     parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: true });
   } catch (err) {
-    throw new CliUsageError(`${command}: ${explainParseError(err)} (see "${command} --help")`);
+    throw new CliUsageError(`${explainParseError(err)} (see "${command} --help")`);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
   const flags: Record<string, string | boolean | number | undefined> = {};
   for (const [name, f] of Object.entries(spec)) {
     const raw = values[name] ?? f.default;
-    flags[name] = raw === undefined ? undefined : convert(command, name, f.kind, raw);
+    flags[name] = raw === undefined ? undefined : convert(name, f.kind, raw);
   }
   return { flags: flags as ParsedFlags<S>, positionals: parsed.positionals, help: values.help === true };
 }
 
-function convert(
-  command: string,
-  name: string,
-  kind: FlagKind,
-  raw: string | boolean,
-): string | boolean | number {
+function convert(name: string, kind: FlagKind, raw: string | boolean): string | boolean | number {
   if (kind === "boolean" || typeof raw === "boolean") return raw;
   if (kind === "duration") {
     try {
       return parseDuration(raw, `--${name}`);
     } catch (err) {
-      throw new CliUsageError(`${command}: ${(err as Error).message}`);
+      throw new CliUsageError((err as Error).message);
     }
   }
   if (kind === "int") {
-    if (!/^\d+$/.test(raw)) throw new CliUsageError(`${command}: --${name}: "${raw}" is not a whole number`);
+    if (!/^\d+$/.test(raw)) throw new CliUsageError(`--${name}: "${raw}" is not a whole number`);
     return Number(raw);
   }
-  if (raw === "") throw new CliUsageError(`${command}: --${name} needs a value`);
+  if (raw === "") throw new CliUsageError(`--${name} needs a value`);
   return raw;
 }
 

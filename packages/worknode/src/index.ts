@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export { createProxyCommand, type ProxyCommandDeps, proxyCommand } from "./commands/proxy.js";
 export {
   CliUsageError,
   type FlagKind,

@@ -6,6 +6,7 @@
 import { describeError, WorknodeError } from "@worknode/core";
 import { criCommand } from "./commands/cri/command.js";
 import { nodeCommand } from "./commands/node.js";
+import { proxyCommand } from "./commands/proxy.js";
 import { CliUsageError } from "./flags.js";
 import { VERSION } from "./version.js";
 
@@ -25,7 +26,7 @@ export interface Command {
   run(argv: readonly string[], io: CliIO): Promise<number>;
 }
 
-const COMMANDS: readonly Command[] = [nodeCommand, criCommand];
+const COMMANDS: readonly Command[] = [nodeCommand, criCommand, proxyCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;

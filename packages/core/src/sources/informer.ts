@@ -571,7 +571,9 @@ export class Informer<T extends KubeObject> implements ObjectSource<T>, Runnable
       if (res && !(err instanceof WorknodeError)) {
         // The stream broke after the response started (connection reset, truncated body):
         // name the request, as errors raised before the response do.
-        throw new UnavailableError(this.client.server, `${what} ${this.path}: ${describeError(err)}`, { cause: err });
+        throw new UnavailableError(this.client.server, `${what} ${this.path}: ${describeError(err)}`, {
+          cause: err,
+        });
       }
       throw err;
     } finally {

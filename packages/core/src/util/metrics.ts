@@ -39,14 +39,16 @@ export type MetricsServer = HttpEndpoint;
  * Fails with {@link UnavailableError} when the address cannot be bound.
  */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const merged =
+  // Merged per request: metrics registered after the server started are served too.
+  const merged = () =>
     options.registries.length === 1 ? options.registries[0]! : Registry.merge([...options.registries]);
   const handler = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? "/").split("?")[0];
     try {
       if (path === "/metrics") {
-        const body = await merged.metrics();
-        res.writeHead(200, { "content-type": merged.contentType });
+        const registry = merged();
+        const body = await registry.metrics();
+        res.writeHead(200, { "content-type": registry.contentType });
         res.end(body);
       } else if (path === "/healthz" && options.health) {
         const h = options.health();

@@ -63,3 +63,20 @@ describe("metrics server", () => {
     }
   });
 });
+
+describe("metrics server with several registries", () => {
+  it("serves metrics registered after it started", async () => {
+    const a = createMetricsRegistry();
+    const b = createMetricsRegistry();
+    new Counter({ name: "worknode_early_total", help: "early", registers: [a] }).inc();
+    const server = await startMetricsServer({ host: "127.0.0.1", port: 0, registries: [a, b] });
+    try {
+      new Counter({ name: "worknode_late_total", help: "late", registers: [b] }).inc(2);
+      const body = await (await fetch(`http://127.0.0.1:${server.address.port}/metrics`)).text();
+      expect(body).toContain("worknode_early_total 1");
+      expect(body).toContain("worknode_late_total 2");
+    } finally {
+      await server.close();
+    }
+  });
+});

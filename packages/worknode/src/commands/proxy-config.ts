@@ -1,0 +1,726 @@
+/**
+ * Configuration of `worknode proxy`: kube-proxy's flag names, the
+ * KubeProxyConfiguration file (`--config`, kubeproxy.config.k8s.io/v1alpha1) and
+ * how the two combine (flags given explicitly override the file, then defaults).
+ * Pure: no I/O apart from what the caller hands in.
+ *
+ * @module
+ */
+import { ConfigError, ipFamilyOf, isValidIP, parseCidr, parseDuration } from "@worknode/core";
+import { isMap, LineCounter, parseAllDocuments } from "yaml";
+import { CliUsageError, type FlagSpec } from "../flags.js";
+
+/** Proxy modes implemented today. */
+export const IMPLEMENTED_PROXY_MODES = ["iptables"] as const;
+/** Proxy modes known from kube-proxy and worknode's plans, not implemented yet. */
+export const PLANNED_PROXY_MODES = ["userspace", "nftables", "ipvs", "ebpf"] as const;
+/** An implemented proxy mode. */
+export type ProxyMode = (typeof IMPLEMENTED_PROXY_MODES)[number];
+
+/** Log levels of `--log-level`. */
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
+/** A `--log-level` value. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** kube-proxy's default healthz port. */
+export const DEFAULT_HEALTHZ_PORT = 10256;
+/** kube-proxy's default metrics port. */
+export const DEFAULT_METRICS_PORT = 10249;
+/** kube-proxy's default `--iptables-masquerade-bit`. */
+export const DEFAULT_MASQUERADE_BIT = 14;
+/** kube-proxy's default `--iptables-min-sync-period` (1 s). */
+export const DEFAULT_MIN_SYNC_PERIOD_MS = 1_000;
+/** kube-proxy's default `--iptables-sync-period` (30 s). */
+export const DEFAULT_SYNC_PERIOD_MS = 30_000;
+/** The apiVersion of a KubeProxyConfiguration file. */
+export const KUBE_PROXY_CONFIG_API_VERSION = "kubeproxy.config.k8s.io/v1alpha1";
+
+/** Keywords `--nodeport-addresses` accepts besides CIDRs (kube-proxy's). */
+export const NODE_PORT_ADDRESS_KEYWORDS = ["primary", "localhost", "all"] as const;
+
+/** The flags of `worknode proxy` (kube-proxy's names), with the defaults shown in `--help`. */
+export const PROXY_FLAGS = {
+  config: {
+    kind: "string",
+    help: "KubeProxyConfiguration file (kubeproxy.config.k8s.io/v1alpha1); flags given explicitly override it",
+  },
+  "proxy-mode": {
+    kind: "string",
+    help: "Which proxy mode to use: iptables (userspace, nftables, ipvs and ebpf are not implemented yet)",
+    default: "iptables",
+  },
+  kubeconfig: {
+    kind: "string",
+    help: "Kubeconfig of the API server to take Services and EndpointSlices from (API mode)",
+  },
+  "services-file": {
+    kind: "string",
+    help: "Standalone mode: multi-document YAML of Service and EndpointSlice objects, watched for changes",
+  },
+  "hostname-override": { kind: "string", help: "Node name to use instead of the host name" },
+  "bind-address": {
+    kind: "string",
+    help: "Overrides the node's primary IP (as kube-proxy's flag: no socket is bound to it); 0.0.0.0 or :: to detect",
+    default: "0.0.0.0",
+  },
+  "cluster-cidr": {
+    kind: "string",
+    help: "Pod CIDR(s) of the cluster, comma-separated dual-stack pair; traffic to cluster IPs from outside is masqueraded",
+  },
+  "masquerade-all": { kind: "boolean", help: "SNAT all traffic sent through Service cluster IPs" },
+  "nodeport-addresses": {
+    kind: "string",
+    help: "Comma-separated CIDRs (or primary, localhost, all) of the node addresses that accept NodePort traffic",
+  },
+  "iptables-min-sync-period": {
+    kind: "duration",
+    help: "Minimum interval between rule syncs (0 syncs on every change)",
+    default: "1s",
+  },
+  "iptables-sync-period": {
+    kind: "duration",
+    help: "Maximum interval between rule syncs",
+    default: "30s",
+  },
+  "iptables-masquerade-bit": {
+    kind: "int",
+    help: "Bit of the fwmark space marking packets that need SNAT, 0-31",
+    default: "14",
+  },
+  "healthz-bind-address": {
+    kind: "string",
+    help: 'Address:port of the /healthz and /livez server ("" disables)',
+    default: "0.0.0.0:10256",
+  },
+  "metrics-bind-address": {
+    kind: "string",
+    help: 'Address:port of the /metrics server ("" disables)',
+    default: "127.0.0.1:10249",
+  },
+  cleanup: {
+    kind: "boolean",
+    help: "Remove every rule any proxy mode wrote (iptables and ip6tables), then exit",
+  },
+  "log-level": { kind: "string", help: "trace, debug, info, warn or error", default: "info" },
+} as const satisfies Record<string, FlagSpec>;
+
+/** The flags of `worknode proxy plan`. */
+export const PLAN_FLAGS = {
+  "services-file": {
+    kind: "string",
+    help: "Multi-document YAML of Service and EndpointSlice objects to plan for (required)",
+  },
+  "proxy-mode": PROXY_FLAGS["proxy-mode"],
+  diff: {
+    kind: "boolean",
+    help: "Compare with the rules on this node now (iptables-save) instead of printing the payloads; needs root",
+  },
+  config: {
+    kind: "string",
+    help: "KubeProxyConfiguration file whose rule-shaping fields apply; flags given explicitly override it",
+  },
+  "hostname-override": PROXY_FLAGS["hostname-override"],
+  "bind-address": PROXY_FLAGS["bind-address"],
+  "cluster-cidr": PROXY_FLAGS["cluster-cidr"],
+  "masquerade-all": PROXY_FLAGS["masquerade-all"],
+  "nodeport-addresses": PROXY_FLAGS["nodeport-addresses"],
+  "iptables-masquerade-bit": PROXY_FLAGS["iptables-masquerade-bit"],
+} as const satisfies Record<string, FlagSpec>;
+
+/** A flag table without its defaults: parsing with it tells which flags were given explicitly. */
+export type WithoutDefaults<S extends Record<string, FlagSpec>> = {
+  readonly [K in keyof S]: { readonly kind: S[K]["kind"]; readonly help: string };
+};
+
+/** Returns `spec` without defaults (see {@link WithoutDefaults}). */
+export function withoutDefaults<S extends Record<string, FlagSpec>>(spec: S): WithoutDefaults<S> {
+  const out: Record<string, FlagSpec> = {};
+  for (const [name, f] of Object.entries(spec)) out[name] = { kind: f.kind, help: f.help };
+  return out as WithoutDefaults<S>;
+}
+
+/** What {@link preprocessArgs} took out of the argument list. */
+export interface PreprocessedArgs {
+  /** The arguments left for `parseFlags`. */
+  readonly argv: string[];
+  /** Flags given with an empty value (`--healthz-bind-address=""`): explicitly disabled. */
+  readonly emptied: ReadonlySet<string>;
+  /** Boolean flags given as `--flag=true|false`, with their value. */
+  readonly booleans: ReadonlyMap<string, boolean>;
+}
+
+/**
+ * Handles the pflag syntax `parseArgs` does not: an empty value for the flags in
+ * `emptyAllowed` (`--x=` or `--x ""`, which disables a server in kube-proxy) and
+ * `--bool=true|false` for the boolean flags in `booleanFlags`.
+ */
+export function preprocessArgs(
+  argv: readonly string[],
+  emptyAllowed: readonly string[],
+  booleanFlags: readonly string[],
+): PreprocessedArgs {
+  const out: string[] = [];
+  const emptied = new Set<string>();
+  const booleans = new Map<string, boolean>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const m = /^--([a-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    const name = m?.[1];
+    const inline = m?.[2];
+    if (name !== undefined && emptyAllowed.includes(name)) {
+      if (inline === "") {
+        emptied.add(name);
+        continue;
+      }
+      if (inline === undefined && argv[i + 1] === "") {
+        emptied.add(name);
+        i++;
+        continue;
+      }
+    }
+    if (name !== undefined && inline !== undefined && booleanFlags.includes(name)) {
+      if (inline !== "true" && inline !== "false") {
+        throw new CliUsageError(`--${name}: "${inline}" is not a boolean (true or false)`);
+      }
+      booleans.set(name, inline === "true");
+      continue;
+    }
+    out.push(arg);
+  }
+  return { argv: out, emptied, booleans };
+}
+
+// ---------------------------------------------------------------------------------------
+// Settings: what flags and the config file can say, before defaults
+
+/** An address and port to serve on. */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * The settings both the flags and the config file can give. `undefined`: not given;
+ * `null` for a bind address: explicitly disabled.
+ */
+export interface ProxySettings {
+  readonly mode?: string;
+  readonly kubeconfig?: string;
+  readonly hostnameOverride?: string;
+  readonly bindAddress?: string;
+  readonly clusterCIDR?: string;
+  readonly masqueradeAll?: boolean;
+  readonly nodePortAddresses?: readonly string[];
+  readonly minSyncPeriodMs?: number;
+  readonly syncPeriodMs?: number;
+  readonly masqueradeBit?: number;
+  readonly healthzBindAddress?: string | null;
+  readonly metricsBindAddress?: string | null;
+}
+
+/** A parsed KubeProxyConfiguration file. */
+export interface KubeProxyConfigFile {
+  /** The settings it gives (zero values, which kube-proxy defaults, are left out). */
+  readonly settings: ProxySettings;
+  /** kube-proxy fields worknode does not implement that the file sets to a non-zero value (dotted paths). */
+  readonly ignoredFields: readonly string[];
+}
+
+type FieldKind = "string" | "bool" | "int" | "duration" | "stringList" | "ignored";
+interface Schema {
+  readonly [field: string]: FieldKind | Schema;
+}
+
+/** Every field of kube-proxy's v1alpha1 KubeProxyConfiguration (and a few removed ones older files carry). */
+const CONFIG_SCHEMA: Schema = {
+  apiVersion: "string",
+  kind: "string",
+  featureGates: "ignored",
+  clientConnection: {
+    kubeconfig: "string",
+    acceptContentTypes: "ignored",
+    contentType: "ignored",
+    qps: "ignored",
+    burst: "ignored",
+  },
+  logging: {
+    format: "ignored",
+    flushFrequency: "ignored",
+    verbosity: "ignored",
+    vmodule: "ignored",
+    options: "ignored",
+  },
+  hostnameOverride: "string",
+  bindAddress: "string",
+  healthzBindAddress: "string",
+  metricsBindAddress: "string",
+  bindAddressHardFail: "ignored",
+  enableProfiling: "ignored",
+  showHiddenMetricsForVersion: "ignored",
+  mode: "string",
+  iptables: {
+    masqueradeBit: "int",
+    masqueradeAll: "bool",
+    localhostNodePorts: "ignored",
+    snatNodeInternalIP: "ignored",
+    syncPeriod: "duration",
+    minSyncPeriod: "duration",
+  },
+  ipvs: {
+    syncPeriod: "ignored",
+    minSyncPeriod: "ignored",
+    scheduler: "ignored",
+    excludeCIDRs: "ignored",
+    strictARP: "ignored",
+    tcpTimeout: "ignored",
+    tcpFinTimeout: "ignored",
+    udpTimeout: "ignored",
+  },
+  nftables: {
+    masqueradeBit: "ignored",
+    masqueradeAll: "ignored",
+    syncPeriod: "ignored",
+    minSyncPeriod: "ignored",
+  },
+  winkernel: {
+    networkName: "ignored",
+    sourceVip: "ignored",
+    enableDSR: "ignored",
+    rootHnsEndpointName: "ignored",
+    forwardHealthCheckVip: "ignored",
+  },
+  detectLocalMode: "ignored",
+  detectLocal: { bridgeInterface: "ignored", interfaceNamePrefix: "ignored" },
+  clusterCIDR: "string",
+  nodePortAddresses: "stringList",
+  oomScoreAdj: "ignored",
+  conntrack: {
+    max: "ignored",
+    maxPerCore: "ignored",
+    min: "ignored",
+    tcpEstablishedTimeout: "ignored",
+    tcpCloseWaitTimeout: "ignored",
+    tcpBeLiberal: "ignored",
+    udpTimeout: "ignored",
+    udpStreamTimeout: "ignored",
+  },
+  configSyncPeriod: "ignored",
+  portRange: "ignored",
+  udpIdleTimeout: "ignored",
+  windowsRunAsService: "ignored",
+};
+
+/** Values kube-proxy treats as "not set" (its defaulting replaces them). */
+function isZero(v: unknown): boolean {
+  if (v === null || v === undefined || v === false || v === 0 || v === "" || v === "0s" || v === "0")
+    return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (typeof v === "object") return Object.values(v as Record<string, unknown>).every(isZero);
+  return false;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+function suggestion(field: string, known: readonly string[]): string {
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const k of known) {
+    const d = editDistance(field.toLowerCase(), k.toLowerCase());
+    if (d < bestDistance) {
+      best = k;
+      bestDistance = d;
+    }
+  }
+  return best === undefined ? "" : ` (did you mean "${best}"?)`;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "a list";
+  if (typeof v === "object") return "a mapping";
+  if (typeof v === "string") return `"${v}"`;
+  return String(v);
+}
+
+/**
+ * Parses a KubeProxyConfiguration YAML file (pure). Fields worknode uses are type-checked;
+ * kube-proxy fields it does not implement are accepted (and listed in `ignoredFields` when
+ * set to a non-zero value); any other field is an error naming it.
+ *
+ * @param text the file content
+ * @param path the file name, for messages
+ * @throws ConfigError naming the file and the field
+ */
+export function parseKubeProxyConfiguration(text: string, path: string): KubeProxyConfigFile {
+  const fail = (msg: string): never => {
+    throw new ConfigError(`--config ${path}: ${msg}`);
+  };
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
+  if (!Array.isArray(docs)) return fail("no YAML document");
+  const nonEmpty = docs.filter((d) => d.contents !== null || d.errors.length > 0);
+  if (nonEmpty.length !== 1) {
+    return fail(
+      nonEmpty.length === 0
+        ? "empty file (expected one KubeProxyConfiguration)"
+        : "several YAML documents (expected one KubeProxyConfiguration)",
+    );
+  }
+  const doc = nonEmpty[0]!;
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const line = lineCounter.linePos(yamlError.pos[0]).line;
+    return fail(`YAML syntax error at line ${line}: ${yamlError.message.split("\n")[0]}`);
+  }
+  if (!isMap(doc.contents)) return fail("expected a mapping (a KubeProxyConfiguration object)");
+  const value = doc.toJS() as Record<string, unknown>;
+  if (value.apiVersion !== KUBE_PROXY_CONFIG_API_VERSION) {
+    return fail(
+      `apiVersion: ${value.apiVersion === undefined ? "missing" : describe(value.apiVersion)} (expected ${KUBE_PROXY_CONFIG_API_VERSION})`,
+    );
+  }
+  if (value.kind !== "KubeProxyConfiguration") {
+    return fail(
+      `kind: ${value.kind === undefined ? "missing" : describe(value.kind)} (expected KubeProxyConfiguration)`,
+    );
+  }
+  const ignoredFields: string[] = [];
+  const checked = new Map<string, unknown>();
+  const walk = (obj: Record<string, unknown>, schema: Schema, prefix: string) => {
+    for (const [field, v] of Object.entries(obj)) {
+      const dotted = prefix + field;
+      const kind = schema[field];
+      if (kind === undefined)
+        return fail(`unknown field "${dotted}"${suggestion(field, Object.keys(schema))}`);
+      if (kind === "ignored") {
+        if (!isZero(v)) ignoredFields.push(dotted);
+        continue;
+      }
+      if (typeof kind === "object") {
+        if (v === null || v === undefined) continue;
+        if (typeof v !== "object" || Array.isArray(v))
+          return fail(`${dotted}: expected a mapping, got ${describe(v)}`);
+        walk(v as Record<string, unknown>, kind, `${dotted}.`);
+        continue;
+      }
+      if (v === null || v === undefined) continue;
+      switch (kind) {
+        case "string":
+          if (typeof v !== "string") return fail(`${dotted}: expected a string, got ${describe(v)}`);
+          break;
+        case "bool":
+          if (typeof v !== "boolean") return fail(`${dotted}: expected true or false, got ${describe(v)}`);
+          break;
+        case "int":
+          if (typeof v !== "number" || !Number.isInteger(v)) {
+            return fail(`${dotted}: expected a whole number, got ${describe(v)}`);
+          }
+          break;
+        case "duration":
+          if (typeof v !== "string")
+            return fail(`${dotted}: expected a duration such as "1s", got ${describe(v)}`);
+          try {
+            parseDuration(v, dotted);
+          } catch (err) {
+            return fail((err as Error).message);
+          }
+          break;
+        case "stringList":
+          if (!Array.isArray(v) || v.some((e) => typeof e !== "string")) {
+            return fail(`${dotted}: expected a list of strings, got ${describe(v)}`);
+          }
+          break;
+      }
+      checked.set(dotted, v);
+    }
+  };
+  walk(value, CONFIG_SCHEMA, "");
+
+  const str = (k: string) => {
+    const v = checked.get(k);
+    return typeof v === "string" && v !== "" ? v : undefined;
+  };
+  const dur = (k: string) => {
+    const v = str(k);
+    if (v === undefined) return undefined;
+    const ms = parseDuration(v, k);
+    return ms === 0 ? undefined : ms;
+  };
+  const masqueradeBit = checked.get("iptables.masqueradeBit");
+  const masqueradeAll = checked.get("iptables.masqueradeAll");
+  const nodePortAddresses = checked.get("nodePortAddresses");
+  const settings: ProxySettings = {
+    ...(str("mode") !== undefined ? { mode: str("mode") } : {}),
+    ...(str("clientConnection.kubeconfig") !== undefined
+      ? { kubeconfig: str("clientConnection.kubeconfig") }
+      : {}),
+    ...(str("hostnameOverride") !== undefined ? { hostnameOverride: str("hostnameOverride") } : {}),
+    ...(str("bindAddress") !== undefined ? { bindAddress: str("bindAddress") } : {}),
+    ...(str("clusterCIDR") !== undefined ? { clusterCIDR: str("clusterCIDR") } : {}),
+    ...(masqueradeAll === true ? { masqueradeAll: true } : {}),
+    ...(Array.isArray(nodePortAddresses) && nodePortAddresses.length > 0
+      ? { nodePortAddresses: nodePortAddresses as string[] }
+      : {}),
+    ...(dur("iptables.minSyncPeriod") !== undefined
+      ? { minSyncPeriodMs: dur("iptables.minSyncPeriod") }
+      : {}),
+    ...(dur("iptables.syncPeriod") !== undefined ? { syncPeriodMs: dur("iptables.syncPeriod") } : {}),
+    ...(typeof masqueradeBit === "number" ? { masqueradeBit } : {}),
+    ...(str("healthzBindAddress") !== undefined ? { healthzBindAddress: str("healthzBindAddress") } : {}),
+    ...(str("metricsBindAddress") !== undefined ? { metricsBindAddress: str("metricsBindAddress") } : {}),
+  };
+  return { settings, ignoredFields };
+}
+
+// ---------------------------------------------------------------------------------------
+// Resolution
+
+/** The resolved settings shared by `worknode proxy` and `worknode proxy plan`. */
+export interface ResolvedProxySettings {
+  readonly mode: ProxyMode;
+  /** `--hostname-override`, trimmed and lowercased; undefined: use the host name. */
+  readonly hostnameOverride: string | undefined;
+  /** The node's primary IP from `--bind-address`; undefined when unset or unspecified (0.0.0.0, ::). */
+  readonly primaryIP: string | undefined;
+  /** `--cluster-cidr`: at most one CIDR per family. */
+  readonly clusterCIDRs: readonly string[];
+  readonly masqueradeAll: boolean;
+  /** `--nodeport-addresses` entries: CIDRs and keywords (expanded against the node's IPs later). */
+  readonly nodePortAddresses: readonly string[];
+  readonly minSyncPeriodMs: number;
+  readonly syncPeriodMs: number;
+  readonly masqueradeBit: number;
+  /** Undefined: disabled. */
+  readonly healthzBindAddress: HostPort | undefined;
+  /** Undefined: disabled. */
+  readonly metricsBindAddress: HostPort | undefined;
+  /** `clientConnection.kubeconfig` or `--kubeconfig`. */
+  readonly kubeconfig: string | undefined;
+}
+
+/**
+ * Checks a proxy mode: implemented modes pass; kube-proxy's other modes are a
+ * {@link ConfigError} ("not implemented yet", exit 1); anything else a {@link CliUsageError}.
+ */
+export function checkProxyMode(mode: string, where = "--proxy-mode"): ProxyMode {
+  if ((IMPLEMENTED_PROXY_MODES as readonly string[]).includes(mode)) return mode as ProxyMode;
+  if ((PLANNED_PROXY_MODES as readonly string[]).includes(mode)) {
+    throw new ConfigError(
+      `${where}: proxy mode "${mode}" is not implemented yet (implemented: ${IMPLEMENTED_PROXY_MODES.join(", ")})`,
+    );
+  }
+  throw new CliUsageError(
+    `${where}: unknown proxy mode "${mode}" (known: ${[...IMPLEMENTED_PROXY_MODES, ...PLANNED_PROXY_MODES].join(", ")})`,
+  );
+}
+
+/**
+ * Parses `host:port`, `[ipv6]:port` or a bare IP (port `defaultPort`).
+ * @throws ConfigError naming `what`
+ */
+export function parseHostPort(text: string, what: string, defaultPort: number): HostPort {
+  const bare = text.startsWith("[") && text.endsWith("]") ? text.slice(1, -1) : text;
+  if (isValidIP(bare)) return { host: bare, port: defaultPort };
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  const host = m?.[1];
+  const port = Number(m?.[2]);
+  if (host === undefined || !isValidIP(host)) {
+    throw new ConfigError(
+      `${what}: "${text}" is not an IP:port address (examples: 0.0.0.0:10256, [::]:10256)`,
+    );
+  }
+  if (!Number.isInteger(port) || port > 65535)
+    throw new ConfigError(`${what}: port in "${text}" is not 0-65535`);
+  return { host, port };
+}
+
+/**
+ * Parses `--cluster-cidr` (comma-separated, at most one CIDR per family).
+ * @throws ConfigError naming `what`
+ */
+export function parseClusterCIDRs(text: string | undefined, what = "--cluster-cidr"): string[] {
+  if (text === undefined || text.trim() === "") return [];
+  const out: string[] = [];
+  const families = new Set<string>();
+  for (const part of text.split(",").map((p) => p.trim())) {
+    const cidr = parseCidr(part);
+    if (cidr === undefined) throw new ConfigError(`${what}: "${part}" is not a CIDR`);
+    if (families.has(cidr.family)) {
+      throw new ConfigError(`${what}: "${text}" has two ${cidr.family} CIDRs (give at most one per family)`);
+    }
+    families.add(cidr.family);
+    out.push(`${cidr.address}/${cidr.prefix}`);
+  }
+  return out;
+}
+
+/**
+ * Checks `--nodeport-addresses` entries: CIDRs or the keywords primary, localhost, all.
+ * @throws ConfigError naming `what`
+ */
+export function checkNodePortAddresses(entries: readonly string[], what = "--nodeport-addresses"): string[] {
+  const out: string[] = [];
+  for (const raw of entries) {
+    const e = raw.trim();
+    if (e === "") continue;
+    if ((NODE_PORT_ADDRESS_KEYWORDS as readonly string[]).includes(e)) {
+      out.push(e);
+      continue;
+    }
+    const cidr = parseCidr(e);
+    if (cidr === undefined) {
+      throw new ConfigError(
+        `${what}: "${e}" is not a CIDR or one of ${NODE_PORT_ADDRESS_KEYWORDS.join(", ")}`,
+      );
+    }
+    out.push(`${cidr.address}/${cidr.prefix}`);
+  }
+  return out;
+}
+
+/**
+ * Combines explicit flags, the config file and kube-proxy's defaults (in that order of
+ * precedence) and validates the result.
+ *
+ * Invalid values of explicit flags are {@link CliUsageError}s (exit 2), invalid values
+ * from the file {@link ConfigError}s (exit 1); a known but unimplemented mode is a
+ * ConfigError either way.
+ *
+ * @param flags settings from flags given explicitly
+ * @param file settings from `--config`, if any
+ * @param configPath the config file name, for messages
+ * @throws ConfigError / CliUsageError naming the flag or field
+ */
+export function resolveProxySettings(
+  flags: ProxySettings,
+  file: ProxySettings | undefined,
+  configPath?: string,
+): ResolvedProxySettings {
+  const f = file ?? {};
+  const where = (flag: string, field: string, fromFlag: boolean) =>
+    fromFlag || configPath === undefined ? `--${flag}` : `--config ${configPath}: ${field}`;
+  const pick = <K extends keyof ProxySettings>(k: K): { value: ProxySettings[K]; fromFlag: boolean } =>
+    flags[k] !== undefined ? { value: flags[k], fromFlag: true } : { value: f[k], fromFlag: false };
+  /** Runs a check; its ConfigError becomes a usage error when the value came from a flag. */
+  const check = <T>(fromFlag: boolean, fn: () => T): T => {
+    try {
+      return fn();
+    } catch (err) {
+      if (fromFlag && err instanceof ConfigError && !(err instanceof CliUsageError)) {
+        throw new CliUsageError(err.message, { cause: err });
+      }
+      throw err;
+    }
+  };
+  const fail = (fromFlag: boolean, message: string): never =>
+    check(fromFlag, () => {
+      throw new ConfigError(message);
+    });
+
+  const mode = pick("mode");
+  const resolvedMode = checkProxyMode(mode.value ?? "iptables", where("proxy-mode", "mode", mode.fromFlag));
+
+  const bind = pick("bindAddress");
+  let primaryIP: string | undefined;
+  if (bind.value !== undefined) {
+    const w = where("bind-address", "bindAddress", bind.fromFlag);
+    if (!isValidIP(bind.value)) fail(bind.fromFlag, `${w}: "${bind.value}" is not an IP address`);
+    primaryIP = bind.value === "0.0.0.0" || bind.value === "::" ? undefined : bind.value;
+  }
+  const ipv6Primary = bind.value !== undefined && ipFamilyOf(bind.value) === "IPv6";
+
+  const cidr = pick("clusterCIDR");
+  const clusterCIDRs = check(cidr.fromFlag, () =>
+    parseClusterCIDRs(cidr.value, where("cluster-cidr", "clusterCIDR", cidr.fromFlag)),
+  );
+
+  const npa = pick("nodePortAddresses");
+  const nodePortAddresses = check(npa.fromFlag, () =>
+    checkNodePortAddresses(npa.value ?? [], where("nodeport-addresses", "nodePortAddresses", npa.fromFlag)),
+  );
+
+  const minSync = pick("minSyncPeriodMs");
+  const sync = pick("syncPeriodMs");
+  const minSyncPeriodMs = minSync.value ?? DEFAULT_MIN_SYNC_PERIOD_MS;
+  const syncPeriodMs = sync.value ?? DEFAULT_SYNC_PERIOD_MS;
+  const syncWhere = where("iptables-sync-period", "iptables.syncPeriod", sync.fromFlag);
+  if (!(syncPeriodMs > 0)) fail(sync.fromFlag, `${syncWhere}: must be greater than 0`);
+  if (syncPeriodMs < minSyncPeriodMs) {
+    fail(
+      sync.fromFlag || minSync.fromFlag,
+      `${syncWhere}: must be at least the minimum sync period (${minSyncPeriodMs} ms)`,
+    );
+  }
+
+  const bit = pick("masqueradeBit");
+  const masqueradeBit = bit.value ?? DEFAULT_MASQUERADE_BIT;
+  if (!Number.isInteger(masqueradeBit) || masqueradeBit < 0 || masqueradeBit > 31) {
+    fail(
+      bit.fromFlag,
+      `${where("iptables-masquerade-bit", "iptables.masqueradeBit", bit.fromFlag)}: ${masqueradeBit} is not in 0-31`,
+    );
+  }
+
+  const bindAddr = (
+    k: "healthzBindAddress" | "metricsBindAddress",
+    flag: string,
+    defaultV4: string,
+    defaultV6: string,
+    port: number,
+  ): HostPort | undefined => {
+    const p = pick(k);
+    if (p.value === null) return undefined;
+    const text = p.value ?? (ipv6Primary ? defaultV6 : defaultV4);
+    return check(p.fromFlag, () => parseHostPort(text, where(flag, k, p.fromFlag), port));
+  };
+
+  const host = pick("hostnameOverride").value?.trim().toLowerCase();
+  return {
+    mode: resolvedMode,
+    hostnameOverride: host === "" ? undefined : host,
+    primaryIP,
+    clusterCIDRs,
+    masqueradeAll: pick("masqueradeAll").value ?? false,
+    nodePortAddresses,
+    minSyncPeriodMs,
+    syncPeriodMs,
+    masqueradeBit,
+    healthzBindAddress: bindAddr(
+      "healthzBindAddress",
+      "healthz-bind-address",
+      `0.0.0.0:${DEFAULT_HEALTHZ_PORT}`,
+      `[::]:${DEFAULT_HEALTHZ_PORT}`,
+      DEFAULT_HEALTHZ_PORT,
+    ),
+    metricsBindAddress: bindAddr(
+      "metricsBindAddress",
+      "metrics-bind-address",
+      `127.0.0.1:${DEFAULT_METRICS_PORT}`,
+      `[::1]:${DEFAULT_METRICS_PORT}`,
+      DEFAULT_METRICS_PORT,
+    ),
+    kubeconfig: pick("kubeconfig").value,
+  };
+}
+
+/** Checks a `--log-level` value. @throws CliUsageError */
+export function checkLogLevel(level: string): LogLevel {
+  if ((LOG_LEVELS as readonly string[]).includes(level)) return level as LogLevel;
+  throw new CliUsageError(`--log-level: "${level}" is not one of ${LOG_LEVELS.join(", ")}`);
+}

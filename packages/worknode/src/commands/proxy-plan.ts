@@ -1,0 +1,171 @@
+/**
+ * `worknode proxy plan`: what the backend would write for a services file,
+ * without applying anything; with `--diff`, how that differs from the rules on
+ * the node now.
+ *
+ * @module
+ */
+import { readFile, stat } from "node:fs/promises";
+import {
+  ConfigError,
+  type InvalidObjectError,
+  type IPFamily,
+  ipFamilyOf,
+  readServicesFile,
+  ServiceChangeTracker,
+  type ServiceSnapshot,
+} from "@worknode/core";
+import { type CommandRunner, IptablesProxier } from "@worknode/proxy-iptables";
+import { CliUsageError, parseFlags, renderHelp } from "../flags.js";
+import type { CliIO } from "../main.js";
+import { canonicalizeInScratchNetns, saveTables } from "./proxy-backend.js";
+import {
+  PLAN_FLAGS,
+  type ProxySettings,
+  parseKubeProxyConfiguration,
+  preprocessArgs,
+  resolveProxySettings,
+  withoutDefaults,
+} from "./proxy-config.js";
+import {
+  diffOwnedRules,
+  formatChainDiffs,
+  ownedRules,
+  parseIptablesSave,
+  withBaseRules,
+} from "./proxy-diff.js";
+import { expandNodePortAddresses } from "./proxy-node-ips.js";
+
+const COMMAND = "worknode proxy plan";
+const USAGE = "worknode proxy plan --services-file FILE [--proxy-mode iptables] [--diff] [flags]";
+const SUMMARY =
+  "Print the rules the proxy would write for a services file (iptables-restore payloads per family), without applying them";
+
+/** What `plan` needs from the machine; replaceable in tests. */
+export interface PlanDeps {
+  /** The node's addresses (primary first), for node ports. */
+  readonly nodeIPs: (primaryIP: string | undefined) => string[];
+  /** The node name when `--hostname-override` is not given. */
+  readonly hostname: () => string;
+  /** Runs iptables-save and the scratch-namespace restore for `--diff`. */
+  readonly runner: CommandRunner;
+}
+
+/** Reads a file a flag names, with one-line errors naming the flag. */
+export async function readFlagFile(flag: string, path: string): Promise<string> {
+  const s = await stat(path).catch(() => undefined);
+  if (!s) throw new ConfigError(`--${flag}: ${path} does not exist`);
+  if (!s.isFile()) throw new ConfigError(`--${flag}: ${path} is not a file`);
+  try {
+    return await readFile(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(
+      `--${flag}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    );
+  }
+}
+
+/** The IP families a snapshot has cluster IPs in (IPv4 when it has none). */
+export function familiesOf(snapshot: ServiceSnapshot): IPFamily[] {
+  const found = new Set<IPFamily>();
+  for (const sp of snapshot.services.values()) {
+    for (const ip of sp.clusterIPs) {
+      const f = ipFamilyOf(ip);
+      if (f) found.add(f);
+    }
+  }
+  const out = (["IPv4", "IPv6"] as const).filter((f) => found.has(f));
+  return out.length > 0 ? out : ["IPv4"];
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ");
+}
+
+/**
+ * Runs `worknode proxy plan`. Exit status: 0 when every object of the file was planned,
+ * 1 when some were invalid (they are printed on standard error, one line each, and the
+ * valid ones planned), 2 for usage errors.
+ */
+export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps): Promise<number> {
+  const pre = preprocessArgs(argv, [], ["masquerade-all", "diff"]);
+  const { flags, positionals, help } = parseFlags(COMMAND, withoutDefaults(PLAN_FLAGS), pre.argv);
+  if (help) {
+    io.stdout(renderHelp(USAGE, SUMMARY, PLAN_FLAGS));
+    return 0;
+  }
+  if (positionals.length > 0) throw new CliUsageError(`plan: unexpected argument "${positionals[0]}"`);
+  const servicesPath = flags["services-file"];
+  if (servicesPath === undefined) throw new CliUsageError("plan: --services-file is required");
+
+  const configPath = flags.config;
+  const file =
+    configPath !== undefined
+      ? parseKubeProxyConfiguration(await readFlagFile("config", configPath), configPath).settings
+      : undefined;
+  const masqueradeAll = pre.booleans.get("masquerade-all") ?? flags["masquerade-all"];
+  const explicit: ProxySettings = {
+    ...(flags["proxy-mode"] !== undefined ? { mode: flags["proxy-mode"] } : {}),
+    ...(flags["hostname-override"] !== undefined ? { hostnameOverride: flags["hostname-override"] } : {}),
+    ...(flags["bind-address"] !== undefined ? { bindAddress: flags["bind-address"] } : {}),
+    ...(flags["cluster-cidr"] !== undefined ? { clusterCIDR: flags["cluster-cidr"] } : {}),
+    ...(masqueradeAll !== undefined ? { masqueradeAll } : {}),
+    ...(flags["nodeport-addresses"] !== undefined
+      ? { nodePortAddresses: flags["nodeport-addresses"].split(",") }
+      : {}),
+    ...(flags["iptables-masquerade-bit"] !== undefined
+      ? { masqueradeBit: flags["iptables-masquerade-bit"] }
+      : {}),
+  };
+  // Servers and sync periods do not shape rules: leave them out of what the file can break here.
+  const settings = resolveProxySettings(
+    explicit,
+    file && { ...file, healthzBindAddress: undefined, metricsBindAddress: undefined },
+    configPath,
+  );
+  const diff = pre.booleans.get("diff") ?? flags.diff ?? false;
+
+  await readFlagFile("services-file", servicesPath);
+  const content = await readServicesFile(servicesPath);
+  const invalid: InvalidObjectError[] = [...content.invalid];
+  const nodeName = settings.hostnameOverride ?? deps.hostname().toLowerCase();
+  const tracker = new ServiceChangeTracker({ nodeName, onInvalid: (err) => invalid.push(err) });
+  for (const svc of content.services) tracker.serviceHandler.onAdd?.(svc);
+  for (const slice of content.endpointSlices) tracker.endpointSliceHandler.onAdd?.(slice);
+  const { snapshot, changes } = tracker.commit();
+  for (const err of invalid) io.stderr(`${COMMAND}: error: ${oneLine(err.message)}\n`);
+
+  const nodeIPs = deps.nodeIPs(settings.primaryIP);
+  const families = familiesOf(snapshot);
+  const proxier = new IptablesProxier({
+    nodeName,
+    nodeIPs,
+    families,
+    clusterCIDRs: settings.clusterCIDRs,
+    masqueradeAll: settings.masqueradeAll,
+    nodePortAddresses: expandNodePortAddresses(settings.nodePortAddresses, nodeIPs),
+    masqueradeBit: settings.masqueradeBit,
+    runner: deps.runner,
+  });
+
+  for (const family of families) {
+    const render = proxier.plan({ snapshot, changes }, family);
+    const payload = render.filter + render.nat;
+    if (!diff) {
+      io.stdout(
+        [
+          `# worknode proxy plan: mode ${settings.mode}, node ${nodeName}, ${family}: ${render.stats.servicePorts} service ports, ${render.stats.endpoints} endpoints, ${render.stats.natRules} nat + ${render.stats.filterRules} filter rules`,
+          `# input of: ${family === "IPv6" ? "ip6tables-restore" : "iptables-restore"} --noflush (a full sync also creates the KUBE-PROXY-CANARY chains and the jump rules from the built-in chains, and deletes stale KUBE-SVC/SEP/... chains)`,
+          "",
+        ].join("\n") + payload,
+      );
+      continue;
+    }
+    const current = ownedRules(parseIptablesSave(await saveTables(deps.runner, family)));
+    const planned = ownedRules(
+      parseIptablesSave(await canonicalizeInScratchNetns(deps.runner, family, withBaseRules(payload))),
+    );
+    io.stdout(formatChainDiffs(diffOwnedRules(current, planned), family));
+  }
+  return invalid.length > 0 ? 1 : 0;
+}
