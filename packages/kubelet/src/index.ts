@@ -1,14 +1,12 @@
 /**
- * `@worknode/kubelet`: the pure decision layer of a kubelet — what to run, kill
- * and restart, how containers and sandboxes are configured, what status to report,
- * whether a pod is admitted, and when to probe. No I/O: the pod workers (not
- * written yet) execute these decisions over CRI.
+ * `@worknode/kubelet`: a kubelet as a library. The pure decision layer decides
+ * what to run, kill and restart, how containers and sandboxes are configured,
+ * what status to report, whether a pod is admitted, and when to probe; the
+ * runtime layer (`Kubelet`, pod workers, PLEG, image puller, volumes) executes
+ * those decisions over CRI for static / standalone pods.
  *
  * @packageDocumentation
  */
-
-/** Implementation state of this package: the pure decision layer exists, pods are not run yet. */
-export const implementationStatus = "decision-layer-only" as const;
 
 export * from "./admission.js";
 export * from "./container-config.js";
@@ -24,9 +22,12 @@ export * from "./pod-conditions.js";
 export * from "./pod-spec.js";
 export * from "./pod-status.js";
 export * from "./probe-tracker.js";
+export * from "./probes/index.js";
 export * from "./qos.js";
 export * from "./quantity.js";
 export * from "./resources.js";
+export * from "./runtime/index.js";
 export * from "./runtime-status.js";
 export * from "./sandbox-config.js";
+export * from "./server/index.js";
 export * from "./status-merge.js";

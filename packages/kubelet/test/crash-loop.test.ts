@@ -24,7 +24,6 @@ describe("isInBackoffSince (client-go IsInBackOffSince)", () => {
   });
 
   it("the package index exports the decision layer", () => {
-    expect(api.implementationStatus).toBe("decision-layer-only");
     for (const name of [
       "computePodActions",
       "generatePodStatus",

@@ -5,6 +5,7 @@
  */
 import { describeError, WorknodeError } from "@worknode/core";
 import { criCommand } from "./commands/cri/command.js";
+import { kubeletCommand } from "./commands/kubelet.js";
 import { nodeCommand } from "./commands/node.js";
 import { proxyCommand } from "./commands/proxy.js";
 import { CliUsageError } from "./flags.js";
@@ -26,7 +27,7 @@ export interface Command {
   run(argv: readonly string[], io: CliIO): Promise<number>;
 }
 
-const COMMANDS: readonly Command[] = [nodeCommand, criCommand, proxyCommand];
+const COMMANDS: readonly Command[] = [nodeCommand, kubeletCommand, criCommand, proxyCommand];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 4;

@@ -1,0 +1,176 @@
+/**
+ * Reading the runtime back into the kubelet's view: every sandbox and container
+ * that carries the kubelet's pod labels, grouped by pod UID
+ * ({@link RuntimeInspector.relist}), and the full {@link RuntimePodStatus} of
+ * one pod with IPs, exit codes and termination messages
+ * ({@link RuntimeInspector.podStatus}). Objects without the kubelet's labels are
+ * never reported, so nothing else on the runtime is ever touched.
+ *
+ * @module
+ */
+import { open } from "node:fs/promises";
+import {
+  type CriClient,
+  type Container as CriContainer,
+  type ContainerStatus as CriContainerStatus,
+  isCriStatus,
+  type PodSandbox,
+} from "@worknode/cri";
+import {
+  ANNOTATION_TERMINATION_MESSAGE_PATH,
+  LABEL_POD_UID,
+  parseContainerLabels,
+  parsePodLabels,
+} from "../labels.js";
+import type { ContainerRuntimeStatus, RuntimePodStatus, SandboxStatus } from "../runtime-status.js";
+import { toContainerRuntimeStatus, toSandboxStatus } from "./cri-adapter.js";
+
+/** The kubelet-labelled runtime objects of one pod, as listed. */
+export interface RuntimePodListing {
+  readonly uid: string;
+  readonly name: string;
+  readonly namespace: string;
+  readonly sandboxes: readonly PodSandbox[];
+  readonly containers: readonly CriContainer[];
+}
+
+/** kubelet's limit on a termination message (4096 bytes). */
+export const MAX_TERMINATION_MESSAGE_BYTES = 4096;
+
+/**
+ * A compact fingerprint of a pod's runtime objects (IDs and states): the PLEG
+ * compares fingerprints between relists to find pods that changed.
+ */
+export function listingFingerprint(p: RuntimePodListing): string {
+  const parts: string[] = [];
+  for (const s of p.sandboxes) parts.push(`s:${s.id}:${s.state}`);
+  for (const c of p.containers) parts.push(`c:${c.id}:${c.state}`);
+  return parts.sort().join(",");
+}
+
+/** Groups listed sandboxes and containers by the pod UID in their labels (unlabelled ones are dropped). */
+export function groupByPod(
+  sandboxes: readonly PodSandbox[],
+  containers: readonly CriContainer[],
+): Map<string, RuntimePodListing> {
+  const out = new Map<
+    string,
+    { uid: string; name: string; namespace: string; sandboxes: PodSandbox[]; containers: CriContainer[] }
+  >();
+  const entry = (uid: string, name: string, namespace: string) => {
+    let e = out.get(uid);
+    if (!e) {
+      e = { uid, name, namespace, sandboxes: [], containers: [] };
+      out.set(uid, e);
+    }
+    return e;
+  };
+  for (const s of sandboxes) {
+    const info = parsePodLabels(s.labels);
+    if (!info) continue;
+    entry(info.podUid, info.podName, info.podNamespace).sandboxes.push(s);
+  }
+  for (const c of containers) {
+    const info = parseContainerLabels(c.labels);
+    if (!info) continue;
+    entry(info.podUid, info.podName, info.podNamespace).containers.push(c);
+  }
+  return out;
+}
+
+async function readHead(file: string, max: number): Promise<string> {
+  const fh = await open(file, "r");
+  try {
+    const buf = Buffer.alloc(max);
+    const { bytesRead } = await fh.read(buf, 0, max, 0);
+    return buf.subarray(0, bytesRead).toString("utf8");
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Lists and inspects the runtime through CRI. */
+export class RuntimeInspector {
+  /** Exited containers never change: their status is kept by ID. */
+  private readonly exitedCache = new Map<string, { status: CriContainerStatus; message: string }>();
+
+  constructor(private readonly client: CriClient) {}
+
+  /** Every kubelet-labelled sandbox and container, grouped by pod UID. */
+  async relist(): Promise<Map<string, RuntimePodListing>> {
+    const [pods, ctrs] = await Promise.all([
+      this.client.runtime.listPodSandbox({}),
+      this.client.runtime.listContainers({}),
+    ]);
+    const grouped = groupByPod(pods.items, ctrs.containers);
+    const live = new Set(ctrs.containers.map((c) => c.id));
+    for (const id of this.exitedCache.keys()) if (!live.has(id)) this.exitedCache.delete(id);
+    return grouped;
+  }
+
+  /** The kubelet-labelled objects of one pod. */
+  async listPod(uid: string): Promise<RuntimePodListing | undefined> {
+    const selector = { labelSelector: { [LABEL_POD_UID]: uid } };
+    const [pods, ctrs] = await Promise.all([
+      this.client.runtime.listPodSandbox({ filter: selector }),
+      this.client.runtime.listContainers({ filter: selector }),
+    ]);
+    return groupByPod(pods.items, ctrs.containers).get(uid);
+  }
+
+  /** The full runtime status of a pod (kubelet's `GetPodStatus`). */
+  async podStatus(uid: string, name: string, namespace: string): Promise<RuntimePodStatus> {
+    const listing = await this.listPod(uid);
+    if (!listing) return { uid, name, namespace, sandboxes: [], containers: [], ips: [] };
+    const sandboxes: SandboxStatus[] = [];
+    for (const s of listing.sandboxes) {
+      const st = await this.client.runtime
+        .podSandboxStatus({ podSandboxId: s.id })
+        .then((r) => r.status)
+        .catch((e: unknown) => {
+          if (isCriStatus(e, "NOT_FOUND")) return undefined;
+          throw e;
+        });
+      sandboxes.push(toSandboxStatus(s, st));
+    }
+    const containers: ContainerRuntimeStatus[] = [];
+    for (const c of listing.containers) {
+      const got = await this.containerStatus(c);
+      const rs = toContainerRuntimeStatus(c, got?.status, got?.message);
+      if (rs) containers.push(rs);
+    }
+    const newest = [...sandboxes].sort((a, b) => b.createdAt - a.createdAt)[0];
+    const ips = newest?.state === "ready" && newest.ip ? [newest.ip, ...(newest.additionalIps ?? [])] : [];
+    return { uid, name, namespace, sandboxes, containers, ips };
+  }
+
+  private async containerStatus(
+    c: CriContainer,
+  ): Promise<{ status: CriContainerStatus; message: string } | undefined> {
+    const cached = this.exitedCache.get(c.id);
+    if (cached) return cached;
+    const status = await this.client.runtime
+      .containerStatus({ containerId: c.id })
+      .then((r) => r.status)
+      .catch((e: unknown) => {
+        if (isCriStatus(e, "NOT_FOUND")) return undefined;
+        throw e;
+      });
+    if (!status) return undefined;
+    let message = "";
+    if (status.finishedAt > 0n) {
+      message = await this.terminationMessage(status);
+      this.exitedCache.set(c.id, { status, message });
+    }
+    return { status, message };
+  }
+
+  /** Reads the termination message file mounted at the container's termination message path. */
+  private async terminationMessage(status: CriContainerStatus): Promise<string> {
+    const path = status.annotations[ANNOTATION_TERMINATION_MESSAGE_PATH];
+    if (!path) return "";
+    const mount = status.mounts.find((m) => m.containerPath === path);
+    if (!mount) return "";
+    return readHead(mount.hostPath, MAX_TERMINATION_MESSAGE_BYTES).catch(() => "");
+  }
+}

@@ -1,0 +1,139 @@
+/**
+ * Pod volumes on the host for the kinds the standalone kubelet supports:
+ * `emptyDir` (a directory under `<rootDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`,
+ * a tmpfs mounted there for `medium: Memory`, with `sizeLimit` as its size) and
+ * `hostPath` (created for `DirectoryOrCreate` / `FileOrCreate`, checked for the
+ * other types). Also the pod's own files: per-container termination message
+ * files and the managed `/etc/hosts`.
+ *
+ * @module
+ */
+import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { posix } from "node:path";
+import { promisify } from "node:util";
+import { type Pod, WorknodeError } from "@worknode/core";
+import { podVolumeDirectory } from "../container-config.js";
+import { parseQuantity } from "../quantity.js";
+
+const execFileP = promisify(execFile);
+
+/** The emptyDir plugin directory name. */
+export const EMPTY_DIR_PLUGIN = "kubernetes.io~empty-dir";
+
+/** A volume could not be set up (reported as a `FailedMount`-like waiting message). */
+export class VolumeSetupError extends WorknodeError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("VOLUME_SETUP", message, options);
+  }
+}
+
+/** The pod's directory under the kubelet root: `<rootDir>/pods/<uid>`. */
+export function podDirectory(rootDir: string, uid: string): string {
+  return posix.join(rootDir, "pods", uid);
+}
+
+async function isMountPoint(path: string): Promise<boolean> {
+  const text = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  return text.split("\n").some((l) => l.split(" ")[4] === path);
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Creates the pod's volumes and returns the host path of each by volume name
+ * (for `buildContainerConfig`). Unsupported volume kinds are left out (a
+ * container mounting one then fails with `CreateContainerConfigError`).
+ */
+export async function setUpPodVolumes(pod: Pod, rootDir: string): Promise<Map<string, string>> {
+  const uid = pod.metadata?.uid ?? "";
+  const out = new Map<string, string>();
+  for (const v of pod.spec?.volumes ?? []) {
+    if (v.emptyDir) {
+      const dir = podVolumeDirectory(rootDir, uid, EMPTY_DIR_PLUGIN, v.name);
+      await mkdir(dir, { recursive: true, mode: 0o777 });
+      if (v.emptyDir.medium === "Memory" && !(await isMountPoint(dir))) {
+        const opts = ["mode=0777"];
+        const size = v.emptyDir.sizeLimit ? parseQuantity(String(v.emptyDir.sizeLimit)).value() : 0;
+        if (size > 0) opts.push(`size=${size}`);
+        try {
+          await execFileP("mount", ["-t", "tmpfs", "-o", opts.join(","), "tmpfs", dir]);
+        } catch (e) {
+          throw new VolumeSetupError(`cannot mount tmpfs for emptyDir ${v.name}`, { cause: e });
+        }
+      }
+      out.set(v.name, dir);
+    } else if (v.hostPath) {
+      const p = v.hostPath.path;
+      const type = v.hostPath.type ?? "";
+      if (type === "DirectoryOrCreate") await mkdir(p, { recursive: true, mode: 0o755 });
+      else if (type === "FileOrCreate" && !(await exists(p))) {
+        await mkdir(posix.dirname(p), { recursive: true });
+        await writeFile(p, "", { mode: 0o644 });
+      } else if (type !== "" && !(await exists(p))) {
+        throw new VolumeSetupError(`hostPath type check failed: ${p} does not exist`);
+      }
+      out.set(v.name, p);
+    }
+  }
+  return out;
+}
+
+/**
+ * Creates an empty termination message file for a new container instance:
+ * `<pod dir>/containers/<name>/<random>` (kubelet's layout).
+ */
+export async function makeTerminationMessageFile(
+  rootDir: string,
+  uid: string,
+  name: string,
+): Promise<string> {
+  const dir = posix.join(podDirectory(rootDir, uid), "containers", name);
+  await mkdir(dir, { recursive: true });
+  const file = posix.join(dir, randomBytes(4).toString("hex"));
+  await writeFile(file, "", { mode: 0o666 });
+  return file;
+}
+
+/** Writes the pod's managed `/etc/hosts` (localhost entries and the pod's own IPs and hostname). */
+export async function writeEtcHosts(
+  rootDir: string,
+  uid: string,
+  podIPs: readonly string[],
+  hostname: string,
+): Promise<string> {
+  const file = posix.join(podDirectory(rootDir, uid), "etc-hosts");
+  const lines = [
+    "# Kubernetes-managed hosts file.",
+    "127.0.0.1\tlocalhost",
+    "::1\tlocalhost ip6-localhost ip6-loopback",
+    "fe00::0\tip6-localnet",
+    "fe00::0\tip6-mcastprefix",
+    "fe00::1\tip6-allnodes",
+    "fe00::2\tip6-allrouters",
+    ...podIPs.map((ip) => `${ip}\t${hostname}`),
+  ];
+  await mkdir(posix.dirname(file), { recursive: true });
+  await writeFile(file, `${lines.join("\n")}\n`, { mode: 0o644 });
+  return file;
+}
+
+/** Removes the pod directory, unmounting tmpfs emptyDirs first. */
+export async function cleanUpPodDirectory(rootDir: string, uid: string): Promise<void> {
+  if (!uid) return;
+  const dir = podDirectory(rootDir, uid);
+  const text = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
+  const mounts = text
+    .split("\n")
+    .map((l) => l.split(" ")[4] ?? "")
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) await execFileP("umount", [m]).catch(() => {});
+  await rm(dir, { recursive: true, force: true });
+}
