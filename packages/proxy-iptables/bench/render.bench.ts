@@ -1,6 +1,8 @@
 /**
  * Render time and payload size of the iptables backend: full renders at 1k and 10k
- * services × 10 endpoints, and a partial render of one changed service at 10k.
+ * services × 10 endpoints, and a partial render of one changed service at 10k, both
+ * incremental (from the previous render's state, as `IptablesProxier` does) and from a
+ * chain set the renderer does not know (as after `iptables-save`: every port is planned).
  * Payload sizes are printed once per scenario.
  */
 import { bench, describe } from "vitest";
@@ -45,6 +47,8 @@ function report(name: string, input: RenderInput): void {
 const full1k = fullInput(1_000);
 const full10k = fullInput(10_000);
 const partial10k = partialInput(10_000);
+// The same chains, in a set the renderer has no state for.
+const partial10kUnknown: RenderInput = { ...partial10k, previousChains: new Set(partial10k.previousChains) };
 report("full 1k x 10", full1k);
 report("full 10k x 10", full10k);
 report("partial 1 of 10k", partial10k);
@@ -60,7 +64,10 @@ describe("renderRules", () => {
     },
     { iterations: 5, time: 2_000 },
   );
-  bench("partial: 1 changed service of 10k", () => {
+  bench("partial: 1 changed service of 10k (incremental)", () => {
     renderRules(partial10k);
+  });
+  bench("partial: 1 changed service of 10k (previous chains unknown: plans every port)", () => {
+    renderRules(partial10kUnknown);
   });
 });

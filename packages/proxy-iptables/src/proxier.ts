@@ -6,13 +6,17 @@
  */
 import {
   Counter,
+  cidrContains,
   describeError,
   Gauge,
   type IPFamily,
   type Logger,
   type Proxier,
   ProxySyncError,
+  parseCidr,
   Registry,
+  ServiceHealthServer,
+  type ServiceHealthServerOptions,
   type SyncInput,
   type SyncStats,
   silentLogger,
@@ -79,6 +83,15 @@ export interface IptablesProxierOptions {
   readonly canaryCheck?: boolean;
   /** Logger; default silent. */
   readonly logger?: Logger;
+  /**
+   * Serve the health-check node ports of `externalTrafficPolicy: Local` LoadBalancer
+   * Services (kube-proxy's service health server), updated after every successful sync:
+   * either options for a server the proxier creates (and closes in {@link IptablesProxier.close}),
+   * or a {@link ServiceHealthServer} the caller owns. With options and no `bindAddresses`,
+   * the listeners bind the node IPs inside `nodePortAddresses` when those are set, as
+   * kube-proxy does, and every address otherwise. Unset: no health-check servers.
+   */
+  readonly healthCheck?: ServiceHealthServerOptions | ServiceHealthServer;
 }
 
 interface FamilyState {
@@ -110,6 +123,16 @@ const OWNED_CHAINS: Readonly<Record<Table, readonly string[]>> = {
 
 function familyOf(ip: string): IPFamily {
   return ip.includes(":") ? "IPv6" : "IPv4";
+}
+
+/** The node IPs inside `--nodeport-addresses`, or undefined (every address) when none is set or matches. */
+function nodePortBindAddresses(o: IptablesProxierOptions): string[] | undefined {
+  const cidrs = (o.nodePortAddresses ?? []).map((t) => parseCidr(t)).filter((c) => c !== undefined);
+  if (cidrs.length === 0) return undefined;
+  const ips = (o.nodeIPs ?? []).filter((ip) =>
+    cidrs.some((c) => c.family === familyOf(ip) && cidrContains(c, ip)),
+  );
+  return ips.length > 0 ? ips : undefined;
 }
 
 /**
@@ -144,6 +167,9 @@ export class IptablesProxier implements Proxier {
   private readonly rulesLast: Gauge<"table" | "ip_family">;
   private readonly restoreFailures: Counter<"ip_family">;
   private readonly partialRestoreFailures: Counter<"ip_family">;
+  /** The health-check node port server, when {@link IptablesProxierOptions.healthCheck} is set. */
+  readonly serviceHealth: ServiceHealthServer | undefined;
+  private readonly ownsServiceHealth: boolean;
 
   constructor(private readonly options: IptablesProxierOptions) {
     this.runner =
@@ -154,6 +180,22 @@ export class IptablesProxier implements Proxier {
       clients.set(f, new IptablesClient(f, this.runner, { legacy: options.legacy ?? false }));
     this.clients = clients;
     this.logger = options.logger ?? silentLogger();
+    const hc = options.healthCheck;
+    if (hc instanceof ServiceHealthServer) {
+      this.serviceHealth = hc;
+      this.ownsServiceHealth = false;
+    } else if (hc !== undefined) {
+      const bindAddresses = hc.bindAddresses ?? nodePortBindAddresses(options);
+      this.serviceHealth = new ServiceHealthServer({
+        logger: this.logger,
+        ...hc,
+        ...(bindAddresses !== undefined ? { bindAddresses } : {}),
+      });
+      this.ownsServiceHealth = true;
+    } else {
+      this.serviceHealth = undefined;
+      this.ownsServiceHealth = false;
+    }
     this.metrics = new Registry();
     const registers = [this.metrics];
     this.rulesTotal = new Gauge({
@@ -252,7 +294,19 @@ export class IptablesProxier implements Proxier {
       const result = await flushConntrack(this.runner, deletions);
       for (const e of result.errors) this.logger.warn({ error: e }, "conntrack cleanup failed");
     }
+    if (this.serviceHealth !== undefined) {
+      // Listeners that cannot be opened are logged by the server and retried next sync.
+      await this.serviceHealth.sync(input.snapshot);
+    }
     return { servicePorts, endpoints, written };
+  }
+
+  /**
+   * Stops what runs in this process: the health-check listeners the proxier created
+   * (not a {@link ServiceHealthServer} passed in). The rules stay; see {@link cleanup}.
+   */
+  async close(): Promise<void> {
+    if (this.ownsServiceHealth) await this.serviceHealth?.close();
   }
 
   private async syncFamily(

@@ -1,5 +1,6 @@
+import type { EndpointSlice, Service } from "@worknode/core";
 import { describe, expect, it } from "vitest";
-import { makeCluster } from "../../core/test/fixtures/services.js";
+import { makeCluster, makeEndpointSlice, makeService } from "../../core/test/fixtures/services.js";
 import { type RenderOptions, renderRules } from "../src/render/render.js";
 import { expectGolden } from "./helpers/golden.js";
 import { commitAll, slice, svc } from "./helpers/objects.js";
@@ -142,6 +143,135 @@ describe("partial renders", () => {
       options: v4,
     });
     expect(r.chainsDeleted).toEqual(["KUBE-SVC-OLDOLDOLDOLDOLD0"]);
+  });
+});
+
+describe("incremental partial renders", () => {
+  /** Compares everything a render returns. */
+  function same(a: ReturnType<typeof renderRules>, b: ReturnType<typeof renderRules>) {
+    expect(a.nat).toBe(b.nat);
+    expect(a.filter).toBe(b.filter);
+    expect(a.chainsWritten).toEqual(b.chainsWritten);
+    expect(a.chainsDeleted).toEqual(b.chainsDeleted);
+    expect(a.stats).toEqual(b.stats);
+    expect([...a.activeChains].sort()).toEqual([...b.activeChains].sort());
+    expect(a.activeChains.size).toBe(b.activeChains.size);
+  }
+
+  it("give the same payloads as planning every service port, over a long series of changes", () => {
+    const N = 120;
+    const services: (Service | undefined)[] = [];
+    const slices: (EndpointSlice | undefined)[] = [];
+    for (let i = 0; i < N; i++) {
+      services.push(makeService(i, { dualStack: i % 3 === 0, type: i % 5 === 0 ? "NodePort" : "ClusterIP" }));
+      slices.push(makeEndpointSlice(i, 1 + (i % 4), { nodes: 3 }));
+    }
+    const c = commitAll(
+      services.filter((s) => s !== undefined),
+      slices.filter((s) => s !== undefined),
+      "node-0",
+    );
+    const tracker = c.tracker;
+    const nodeN = { name: "node-0", nodeIPs: ["192.168.0.2", "fd00::2"] };
+    const v6: RenderOptions = { family: "IPv6", clusterCIDR: "fd00:10::/64", masqueradeAll: false };
+    const prev = new Map<
+      string,
+      { inc: ReturnType<typeof renderRules>; ref: ReturnType<typeof renderRules> }
+    >();
+    for (const options of [v4, v6]) {
+      const r = renderRules({ snapshot: c.snapshot, changes: c.changes, full: true, node: nodeN, options });
+      prev.set(options.family, { inc: r, ref: r });
+    }
+
+    const setSlice = (i: number, next: EndpointSlice | undefined) => {
+      const old = slices[i];
+      if (old && next) tracker.endpointSliceHandler.onUpdate!(old, next);
+      else if (old) tracker.endpointSliceHandler.onDelete!(old);
+      else if (next) tracker.endpointSliceHandler.onAdd!(next);
+      slices[i] = next;
+    };
+    const setService = (i: number, next: Service | undefined) => {
+      const old = services[i];
+      if (old && next) tracker.serviceHandler.onUpdate!(old, next);
+      else if (old) tracker.serviceHandler.onDelete!(old);
+      else if (next) tracker.serviceHandler.onAdd!(next);
+      services[i] = next;
+    };
+    const steps: (() => void)[] = [
+      () => setSlice(7, makeEndpointSlice(7, 3, { offset: 50, nodes: 3 })),
+      () => setSlice(9, undefined), // no endpoints: REJECT
+      () => setService(11, undefined), // deleted service
+      () => setService(11, makeService(11, { dualStack: true })), // back, dual-stack now
+      () => {
+        setService(N, makeService(N, { type: "LoadBalancer", loadBalancerIPs: ["203.0.113.1"] }));
+        setSlice(N, makeEndpointSlice(N, 2, { nodes: 3 }));
+      },
+      () => setService(12, makeService(12, { type: "NodePort", externalTrafficPolicy: "Local" })),
+      () => setSlice(12, makeEndpointSlice(12, 4, { nodes: 3, notReady: (j) => j % 2 === 0 })),
+      () => {
+        // Many changes at once (the incremental path gives up above a quarter of the ports).
+        for (let i = 10; i < N; i++) setSlice(i, makeEndpointSlice(i, 2, { offset: 9, nodes: 3 }));
+      },
+      () => setService(0, makeService(0, { affinityTimeout: 100, dualStack: true })),
+      () => setSlice(9, makeEndpointSlice(9, 12, { nodes: 3 })),
+      () => {}, // nothing changed
+      () => {
+        // Past 1000 endpoints: large cluster mode for the written chains.
+        for (let i = 60; i < 64; i++) setSlice(i, makeEndpointSlice(i, 250, { nodes: 3 }));
+      },
+      () => setService(3, undefined),
+    ];
+    for (const step of steps) {
+      step();
+      const next = tracker.commit();
+      for (const options of [v4, v6]) {
+        const p = prev.get(options.family)!;
+        const base = { snapshot: next.snapshot, changes: next.changes, full: false, node: nodeN, options };
+        const inc = renderRules({ ...base, previousChains: p.inc.activeChains });
+        // A copy of the chain set is unknown to the renderer: it plans every service port.
+        const ref = renderRules({ ...base, previousChains: new Set(p.ref.activeChains) });
+        same(inc, ref);
+        prev.set(options.family, { inc, ref });
+      }
+    }
+    // And the end state matches a full render's view of what is active.
+    const last = tracker.snapshot();
+    const full = renderRules({ snapshot: last, changes: c.changes, full: true, node: nodeN, options: v4 });
+    expect([...prev.get("IPv4")!.inc.activeChains].sort()).toEqual([...full.activeChains].sort());
+    expect(full.stats.largeClusterMode).toBe(true);
+  });
+
+  it("start from the earlier render's state: only the listed service ports are planned again", () => {
+    const { slices, tracker, snapshot, changes } = threeServices();
+    const first = renderRules({ snapshot, changes, full: true, node, options: v4 });
+    tracker.endpointSliceHandler.onUpdate!(
+      slices[1]!,
+      slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.99" }] }),
+    );
+    const next = tracker.commit();
+    const none = { ...next.changes, changedServicePorts: new Set<string>() };
+    // The change set is trusted (it is what changed since `first`): with nothing listed,
+    // nothing is planned again, so the old endpoint is still what KUBE-SERVICES leads to.
+    const trusted = renderRules({
+      snapshot: next.snapshot,
+      changes: none,
+      full: false,
+      previousChains: first.activeChains,
+      node,
+      options: v4,
+    });
+    expect(trusted.nat).not.toContain("10.180.0.99");
+    // Given the change, it is planned again.
+    const told = renderRules({
+      snapshot: next.snapshot,
+      changes: next.changes,
+      full: false,
+      previousChains: first.activeChains,
+      node,
+      options: v4,
+    });
+    expect(told.nat).toContain("--to-destination 10.180.0.99:80");
+    expect(told.stats.servicePortsWritten).toBe(1);
   });
 });
 

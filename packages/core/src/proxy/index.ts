@@ -5,3 +5,4 @@ export * from "./health-server.js";
 export * from "./metrics.js";
 export * from "./proxier.js";
 export * from "./proxier-health.js";
+export * from "./service-health.js";

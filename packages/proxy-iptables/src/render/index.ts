@@ -3,6 +3,7 @@
  *
  * @module
  */
+export * from "./active-chains.js";
 export * from "./chain-names.js";
 export * from "./probability.js";
 export * from "./render.js";

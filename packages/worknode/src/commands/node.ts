@@ -3,16 +3,19 @@
  * standalone mode — static pods from a manifest directory, Services from a
  * services file, no API server.
  *
- * Today it runs the pieces that exist: it checks the container runtime's
- * socket, watches and validates the static pods and the services file, keeps
- * the service model up to date through the change tracker, and serves
- * `/healthz` and `/metrics`. Running the pods' containers (kubelet pod
- * workers) and programming Services (a proxy backend) are not implemented yet.
+ * The kubelet half is the real one (`startKubelet`, as `worknode kubelet` runs
+ * it): static pods run over CRI, with probes, restarts and the kubelet's
+ * endpoints (`/healthz` on 127.0.0.1:10248, the kubelet API on 127.0.0.1:10250).
+ * The proxy half watches and validates the services file and keeps the service
+ * model up to date, but does not program the node yet: Services with a selector
+ * need the local endpoint-slice controller, and wiring the iptables backend into
+ * this command is still to do (`worknode proxy` programs it on its own).
  *
  * @module
  */
 import { access, stat } from "node:fs/promises";
 import { hostname } from "node:os";
+import path from "node:path";
 import {
   BoundedFrequencyRunner,
   ConfigError,
@@ -20,8 +23,6 @@ import {
   createMetricsRegistry,
   Gauge,
   type Logger,
-  ManifestDirSource,
-  type Pod,
   ServiceChangeTracker,
   ServicesFileSource,
   startMetricsServer,
@@ -29,6 +30,8 @@ import {
 import { type FlagSpec, parseFlags, renderHelp } from "../flags.js";
 import type { CliIO, Command } from "../main.js";
 import { checkRuntimeEndpoint } from "../runtime-endpoint.js";
+import { startKubelet } from "./kubelet.js";
+import type { KubeletCommandConfig } from "./kubelet-config.js";
 
 const FLAGS = {
   "pod-manifest-path": {
@@ -55,15 +58,26 @@ const FLAGS = {
     help: "How often the manifest directory and services file are rescanned besides inotify",
     default: "20s",
   },
+  "max-pods": { kind: "int", help: "Maximum number of pods on this node", default: "110" },
   "healthz-bind-address": {
     kind: "string",
-    help: "Address of the healthz and metrics server",
+    help: "Address of the kubelet's healthz server",
     default: "127.0.0.1",
   },
   "healthz-port": {
     kind: "int",
-    help: "Port of the healthz and metrics server (0 disables)",
+    help: "Port of the kubelet's healthz server (0 disables)",
     default: "10248",
+  },
+  port: {
+    kind: "int",
+    help: "Port of the kubelet API (HTTPS, loopback only for now; 0 disables)",
+    default: "10250",
+  },
+  "metrics-bind-address": {
+    kind: "string",
+    help: "host:port of the service model's /metrics (kube-proxy's flag; empty disables)",
+    default: "127.0.0.1:10249",
   },
   "iptables-min-sync-period": {
     kind: "duration",
@@ -93,11 +107,6 @@ async function requireFile(flag: string, path: string): Promise<void> {
   });
 }
 
-function podSummary(pod: Pod): string {
-  const containers = (pod.spec?.containers ?? []).map((c) => c.name).join(",");
-  return `${pod.metadata?.namespace}/${pod.metadata?.name} [${containers}]`;
-}
-
 /** The `node` command. */
 export const nodeCommand: Command = {
   name: "node",
@@ -125,43 +134,112 @@ export const nodeCommand: Command = {
 
     const nodeName = (flags["hostname-override"] ?? hostname()).toLowerCase();
     const logger = createLogger({ name: "worknode-node", level: level as (typeof LOG_LEVELS)[number] });
-    return runStandaloneNode({
+    const rootDir = flags["root-dir"];
+    const kubelet: KubeletCommandConfig = {
       nodeName,
-      manifestPath,
-      servicesPath,
-      endpoint,
-      rescanIntervalMs: flags["file-check-frequency"],
-      minSyncIntervalMs: flags["iptables-min-sync-period"],
+      staticPodPath: manifestPath,
+      containerRuntimeEndpoint: endpoint,
+      rootDir,
+      maxPods: flags["max-pods"],
       healthz:
         flags["healthz-port"] > 0
           ? { host: flags["healthz-bind-address"], port: flags["healthz-port"] }
           : undefined,
+      server:
+        flags.port > 0
+          ? {
+              host: "127.0.0.1",
+              port: flags.port,
+              tlsCertFile: undefined,
+              tlsPrivateKeyFile: undefined,
+              certDir: path.join(rootDir, "pki"),
+            }
+          : undefined,
+      fileCheckFrequencyMs: flags["file-check-frequency"],
+      syncFrequencyMs: 60_000,
+      logLevel: level as (typeof LOG_LEVELS)[number],
+      configFile: undefined,
+      ignoredFields: [],
+    };
+    return runStandaloneNode({
+      kubelet,
+      servicesPath,
+      rescanIntervalMs: flags["file-check-frequency"],
+      minSyncIntervalMs: flags["iptables-min-sync-period"],
+      metrics: parseHostPort("metrics-bind-address", flags["metrics-bind-address"]),
       logger,
       signal: io.signal,
     });
   },
 };
 
+function parseHostPort(flag: string, value: string): { host: string; port: number } | undefined {
+  if (value === "") return undefined;
+  const colon = value.lastIndexOf(":");
+  const host = value.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
+  const port = Number(value.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`--${flag}: "${value}" is not host:port`);
+  }
+  return { host, port };
+}
+
 interface StandaloneNodeOptions {
-  nodeName: string;
-  manifestPath: string | undefined;
+  kubelet: KubeletCommandConfig;
   servicesPath: string | undefined;
-  endpoint: string;
   rescanIntervalMs: number;
   minSyncIntervalMs: number;
-  healthz: { host: string; port: number } | undefined;
+  metrics: { host: string; port: number } | undefined;
   logger: Logger;
   signal: AbortSignal;
 }
 
 async function runStandaloneNode(o: StandaloneNodeOptions): Promise<number> {
   const { logger } = o;
-  const registry = createMetricsRegistry({ processMetrics: true });
-  const staticPods = new Gauge({
-    name: "worknode_node_static_pods",
-    help: "Static pods currently defined in the manifest directory",
-    registers: [registry],
-  });
+  const stoppers: Array<() => Promise<void>> = [];
+  try {
+    if (o.kubelet.staticPodPath) {
+      const running = await startKubelet(o.kubelet, { logger: logger.child({ component: "kubelet" }) });
+      stoppers.push(() => running.stop());
+    }
+    if (o.servicesPath) stoppers.push(await startServiceModel(o));
+
+    logger.info(
+      {
+        node: o.kubelet.nodeName,
+        runtime: o.kubelet.containerRuntimeEndpoint,
+        manifests: o.kubelet.staticPodPath,
+        services: o.servicesPath,
+      },
+      "worknode node is running in standalone mode; stop with Ctrl-C",
+    );
+    // The kubelet's timers do not hold the process open; this wait does, until SIGINT / SIGTERM.
+    await new Promise<void>((resolve) => {
+      if (o.signal.aborted) return resolve();
+      const keepAlive = setInterval(() => {}, 1 << 30);
+      o.signal.addEventListener(
+        "abort",
+        () => {
+          clearInterval(keepAlive);
+          resolve();
+        },
+        { once: true },
+      );
+    });
+    logger.info("stopping (pods keep running, as with the kubelet)");
+    return 0;
+  } finally {
+    for (const stop of stoppers.reverse()) await stop().catch((err) => logger.warn({ err }, "stop failed"));
+  }
+}
+
+/**
+ * The proxy half, as far as it goes today: the services file feeds the change tracker and the
+ * service model is logged and exported as metrics, but not programmed on the node.
+ */
+async function startServiceModel(o: StandaloneNodeOptions): Promise<() => Promise<void>> {
+  const { logger } = o;
+  const registry = createMetricsRegistry();
   const servicePorts = new Gauge({
     name: "worknode_node_service_ports",
     help: "Service ports in the current service model",
@@ -172,114 +250,52 @@ async function runStandaloneNode(o: StandaloneNodeOptions): Promise<number> {
     help: "Endpoints in the current service model",
     registers: [registry],
   });
-
-  const stoppers: Array<() => Promise<void>> = [];
-  try {
-    let ready = false;
-    if (o.healthz) {
-      const server = await startMetricsServer({
-        host: o.healthz.host,
-        port: o.healthz.port,
-        registries: [registry],
-        health: () => ({ ok: ready, message: ready ? "ok" : "starting" }),
-      });
-      stoppers.push(() => server.close());
-      logger.info({ address: server.address }, "serving /healthz and /metrics");
-    }
-
-    if (o.manifestPath) {
-      const pods = new ManifestDirSource({
-        path: o.manifestPath,
-        nodeName: o.nodeName,
-        logger: logger.child({ source: "static-pods" }),
-        registry,
-        rescanIntervalMs: o.rescanIntervalMs,
-      });
-      const count = () => staticPods.set(pods.list().length);
-      pods.addHandler({
-        onAdd: (p) => {
-          count();
-          logger.info(
-            { pod: podSummary(p) },
-            "static pod seen (not run: kubelet pod workers are not implemented yet)",
-          );
+  const services = new ServicesFileSource({
+    path: o.servicesPath!,
+    logger: logger.child({ source: "services-file" }),
+    registry,
+    rescanIntervalMs: o.rescanIntervalMs,
+  });
+  const tracker = new ServiceChangeTracker({
+    nodeName: o.kubelet.nodeName,
+    logger: logger.child({ component: "tracker" }),
+  });
+  services.services.addHandler(tracker.serviceHandler);
+  services.endpointSlices.addHandler(tracker.endpointSliceHandler);
+  const runner = new BoundedFrequencyRunner({
+    name: "service-model",
+    minIntervalMs: o.minSyncIntervalMs,
+    maxIntervalMs: 30_000,
+    logger,
+    fn: async () => {
+      if (!tracker.hasPendingChanges()) return;
+      const { snapshot, changes } = tracker.commit();
+      let endpoints = 0;
+      for (const eps of snapshot.endpoints.values()) endpoints += eps.length;
+      servicePorts.set(snapshot.services.size);
+      endpointsGauge.set(endpoints);
+      logger.info(
+        {
+          generation: snapshot.generation,
+          servicePorts: snapshot.services.size,
+          endpoints,
+          changed: [...changes.changedServicePorts],
+          deleted: [...changes.deletedServicePorts],
         },
-        onUpdate: (_, p) => {
-          count();
-          logger.info({ pod: podSummary(p) }, "static pod changed");
-        },
-        onDelete: (p) => {
-          count();
-          logger.info({ pod: podSummary(p) }, "static pod removed");
-        },
-        onInvalid: (err) => logger.error({ reasons: err.reasons }, err.message),
-      });
-      await pods.start();
-      stoppers.push(() => pods.stop());
-    }
-
-    if (o.servicesPath) {
-      const services = new ServicesFileSource({
-        path: o.servicesPath,
-        logger: logger.child({ source: "services-file" }),
-        registry,
-        rescanIntervalMs: o.rescanIntervalMs,
-      });
-      const tracker = new ServiceChangeTracker({
-        nodeName: o.nodeName,
-        logger: logger.child({ component: "tracker" }),
-      });
-      services.services.addHandler(tracker.serviceHandler);
-      services.endpointSlices.addHandler(tracker.endpointSliceHandler);
-      const invalid = { onInvalid: (err: Error) => logger.error(err.message) };
-      services.services.addHandler(invalid);
-      services.endpointSlices.addHandler(invalid);
-      const runner = new BoundedFrequencyRunner({
-        name: "service-model",
-        minIntervalMs: o.minSyncIntervalMs,
-        maxIntervalMs: 30_000,
-        logger,
-        fn: async () => {
-          if (!tracker.hasPendingChanges()) return;
-          const { snapshot, changes } = tracker.commit();
-          let endpoints = 0;
-          for (const eps of snapshot.endpoints.values()) endpoints += eps.length;
-          servicePorts.set(snapshot.services.size);
-          endpointsGauge.set(endpoints);
-          logger.info(
-            {
-              generation: snapshot.generation,
-              servicePorts: snapshot.services.size,
-              endpoints,
-              changed: [...changes.changedServicePorts],
-              deleted: [...changes.deletedServicePorts],
-            },
-            "service model updated (not programmed: no proxy backend is implemented yet)",
-          );
-        },
-      });
-      tracker.onPendingChange(() => runner.run());
-      await services.start();
-      runner.start();
-      runner.run();
-      stoppers.push(async () => {
-        await runner.stop();
-        await services.stop();
-      });
-    }
-
-    ready = true;
-    logger.info(
-      { node: o.nodeName, runtime: o.endpoint, manifests: o.manifestPath, services: o.servicesPath },
-      "worknode node is running in standalone mode; stop with Ctrl-C",
-    );
-    await new Promise<void>((resolve) => {
-      if (o.signal.aborted) resolve();
-      o.signal.addEventListener("abort", () => resolve(), { once: true });
-    });
-    logger.info("stopping");
-    return 0;
-  } finally {
-    for (const stop of stoppers.reverse()) await stop().catch((err) => logger.warn({ err }, "stop failed"));
-  }
+        "service model updated (not programmed on the node yet)",
+      );
+    },
+  });
+  tracker.onPendingChange(() => runner.run());
+  const server = o.metrics
+    ? await startMetricsServer({ host: o.metrics.host, port: o.metrics.port, registries: [registry] })
+    : undefined;
+  await services.start();
+  runner.start();
+  runner.run();
+  return async () => {
+    await runner.stop();
+    await services.stop();
+    await server?.close();
+  };
 }
