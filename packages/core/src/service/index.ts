@@ -8,6 +8,7 @@ export * from "./conntrack.js";
 export * from "./endpoints.js";
 export * from "./keys.js";
 export * from "./labels.js";
+export * from "./local-endpoint-slices.js";
 export * from "./model.js";
 export * from "./persistent-map.js";
 export * from "./ports.js";
