@@ -17,7 +17,7 @@
  */
 import path from "node:path";
 import { ConfigError, isValidIP, parseDuration } from "@worknode/core";
-import { isMap, LineCounter, parseAllDocuments } from "yaml";
+import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec, parseFlags } from "../flags.js";
 
 /** The apiVersion of a KubeletConfiguration file. */
@@ -339,13 +339,6 @@ function didYouMean(field: string): string {
   return best ? ` (did you mean "${best}"?)` : "";
 }
 
-function show(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
-  if (typeof v === "object") return "a mapping";
-  return typeof v === "string" ? JSON.stringify(v) : String(v);
-}
-
 /**
  * Parses a KubeletConfiguration file (pure; see the module notes).
  * @param text the file content
@@ -356,33 +349,7 @@ export function parseKubeletConfiguration(text: string, file: string): KubeletCo
   const fail = (msg: string): never => {
     throw new ConfigError(`--config ${file}: ${msg}`);
   };
-  const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
-  if (!Array.isArray(docs)) return fail("no YAML document");
-  const nonEmpty = docs.filter((d) => d.contents !== null || d.errors.length > 0);
-  if (nonEmpty.length !== 1) {
-    return fail(
-      nonEmpty.length === 0
-        ? "empty file (expected one KubeletConfiguration)"
-        : "several YAML documents (expected one KubeletConfiguration)",
-    );
-  }
-  const doc = nonEmpty[0]!;
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = lineCounter.linePos(yamlError.pos[0]).line;
-    return fail(`YAML syntax error at line ${line}: ${yamlError.message.split("\n")[0]}`);
-  }
-  if (!isMap(doc.contents)) return fail("expected a mapping (a KubeletConfiguration object)");
-  const obj = doc.toJS() as Record<string, unknown>;
-  if (obj.apiVersion !== KUBELET_CONFIG_API_VERSION) {
-    fail(
-      `apiVersion: ${obj.apiVersion === undefined ? "missing" : show(obj.apiVersion)} (expected ${KUBELET_CONFIG_API_VERSION})`,
-    );
-  }
-  if (obj.kind !== "KubeletConfiguration") {
-    fail(`kind: ${obj.kind === undefined ? "missing" : show(obj.kind)} (expected KubeletConfiguration)`);
-  }
+  const obj = readConfigDocument(text, file, KUBELET_CONFIG_API_VERSION, "KubeletConfiguration");
 
   const dir = path.dirname(file);
   const settings: Record<string, unknown> = {};
@@ -399,20 +366,21 @@ export function parseKubeletConfiguration(text: string, file: string): KubeletCo
     switch (kind) {
       case "string":
       case "path":
-        if (typeof v !== "string") fail(`${field}: expected a string, got ${show(v)}`);
+        if (typeof v !== "string") fail(`${field}: expected a string, got ${describeValue(v)}`);
         if (v !== "") settings[field] = kind === "path" ? path.resolve(dir, v as string) : v;
         break;
       case "int":
         if (typeof v !== "number" || !Number.isInteger(v))
-          fail(`${field}: expected an integer, got ${show(v)}`);
+          fail(`${field}: expected an integer, got ${describeValue(v)}`);
         if (v !== 0 || field === "healthzPort") settings[field] = v;
         break;
       case "bool":
-        if (typeof v !== "boolean") fail(`${field}: expected true or false, got ${show(v)}`);
+        if (typeof v !== "boolean") fail(`${field}: expected true or false, got ${describeValue(v)}`);
         settings[field] = v;
         break;
       case "duration": {
-        if (typeof v !== "string") fail(`${field}: expected a duration such as "20s", got ${show(v)}`);
+        if (typeof v !== "string")
+          fail(`${field}: expected a duration such as "20s", got ${describeValue(v)}`);
         let ms = 0;
         try {
           ms = parseDuration(v as string, field);

@@ -7,7 +7,7 @@
  * @module
  */
 import { ConfigError, ipFamilyOf, isValidIP, parseCidr, parseDuration } from "@worknode/core";
-import { isMap, LineCounter, parseAllDocuments } from "yaml";
+import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec } from "../flags.js";
 
 /** Proxy modes implemented today. */
@@ -350,14 +350,6 @@ function suggestion(field: string, known: readonly string[]): string {
   return best === undefined ? "" : ` (did you mean "${best}"?)`;
 }
 
-function describe(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "a list";
-  if (typeof v === "object") return "a mapping";
-  if (typeof v === "string") return `"${v}"`;
-  return String(v);
-}
-
 /**
  * Parses a KubeProxyConfiguration YAML file (pure). Fields worknode uses are type-checked;
  * kube-proxy fields it does not implement are accepted (and listed in `ignoredFields` when
@@ -371,35 +363,7 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
   const fail = (msg: string): never => {
     throw new ConfigError(`--config ${path}: ${msg}`);
   };
-  const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { prettyErrors: false, uniqueKeys: true, lineCounter });
-  if (!Array.isArray(docs)) return fail("no YAML document");
-  const nonEmpty = docs.filter((d) => d.contents !== null || d.errors.length > 0);
-  if (nonEmpty.length !== 1) {
-    return fail(
-      nonEmpty.length === 0
-        ? "empty file (expected one KubeProxyConfiguration)"
-        : "several YAML documents (expected one KubeProxyConfiguration)",
-    );
-  }
-  const doc = nonEmpty[0]!;
-  const yamlError = doc.errors[0];
-  if (yamlError) {
-    const line = lineCounter.linePos(yamlError.pos[0]).line;
-    return fail(`YAML syntax error at line ${line}: ${yamlError.message.split("\n")[0]}`);
-  }
-  if (!isMap(doc.contents)) return fail("expected a mapping (a KubeProxyConfiguration object)");
-  const value = doc.toJS() as Record<string, unknown>;
-  if (value.apiVersion !== KUBE_PROXY_CONFIG_API_VERSION) {
-    return fail(
-      `apiVersion: ${value.apiVersion === undefined ? "missing" : describe(value.apiVersion)} (expected ${KUBE_PROXY_CONFIG_API_VERSION})`,
-    );
-  }
-  if (value.kind !== "KubeProxyConfiguration") {
-    return fail(
-      `kind: ${value.kind === undefined ? "missing" : describe(value.kind)} (expected KubeProxyConfiguration)`,
-    );
-  }
+  const value = readConfigDocument(text, path, KUBE_PROXY_CONFIG_API_VERSION, "KubeProxyConfiguration");
   const ignoredFields: string[] = [];
   const checked = new Map<string, unknown>();
   const walk = (obj: Record<string, unknown>, schema: Schema, prefix: string) => {
@@ -415,26 +379,27 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
       if (typeof kind === "object") {
         if (v === null || v === undefined) continue;
         if (typeof v !== "object" || Array.isArray(v))
-          return fail(`${dotted}: expected a mapping, got ${describe(v)}`);
+          return fail(`${dotted}: expected a mapping, got ${describeValue(v)}`);
         walk(v as Record<string, unknown>, kind, `${dotted}.`);
         continue;
       }
       if (v === null || v === undefined) continue;
       switch (kind) {
         case "string":
-          if (typeof v !== "string") return fail(`${dotted}: expected a string, got ${describe(v)}`);
+          if (typeof v !== "string") return fail(`${dotted}: expected a string, got ${describeValue(v)}`);
           break;
         case "bool":
-          if (typeof v !== "boolean") return fail(`${dotted}: expected true or false, got ${describe(v)}`);
+          if (typeof v !== "boolean")
+            return fail(`${dotted}: expected true or false, got ${describeValue(v)}`);
           break;
         case "int":
           if (typeof v !== "number" || !Number.isInteger(v)) {
-            return fail(`${dotted}: expected a whole number, got ${describe(v)}`);
+            return fail(`${dotted}: expected a whole number, got ${describeValue(v)}`);
           }
           break;
         case "duration":
           if (typeof v !== "string")
-            return fail(`${dotted}: expected a duration such as "1s", got ${describe(v)}`);
+            return fail(`${dotted}: expected a duration such as "1s", got ${describeValue(v)}`);
           try {
             parseDuration(v, dotted);
           } catch (err) {
@@ -443,7 +408,7 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
           break;
         case "stringList":
           if (!Array.isArray(v) || v.some((e) => typeof e !== "string")) {
-            return fail(`${dotted}: expected a list of strings, got ${describe(v)}`);
+            return fail(`${dotted}: expected a list of strings, got ${describeValue(v)}`);
           }
           break;
       }
