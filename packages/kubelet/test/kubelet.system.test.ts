@@ -399,14 +399,19 @@ describe("restart safety", () => {
       },
     });
     const first = startChild();
-    // Kill it as soon as the pod's sandbox exists, before (all) containers are started.
+    // Kill it mid-start: once the sandbox and a first container exist, before all containers run.
     const uid = await waitFor(
       "trio sandbox",
       async () => {
         const { items } = await client.runtime.listPodSandbox({
           filter: { labelSelector: { "io.kubernetes.pod.name": `trio-${NODE}` } },
         });
-        return items[0]?.labels[LABEL_POD_UID];
+        const id = items[0]?.labels[LABEL_POD_UID];
+        if (!id) return undefined;
+        const { containers } = await client.runtime.listContainers({
+          filter: { labelSelector: { [LABEL_POD_UID]: id } },
+        });
+        return containers.length >= 1 ? id : undefined;
       },
       60_000,
     );
@@ -433,7 +438,18 @@ describe("restart safety", () => {
     const settled = await runtimeObjects(uid);
     const running = settled.containers.filter((c) => c.state === ContainerState.CONTAINER_RUNNING);
     expect(running.map((c) => c.metadata?.name).sort()).toEqual(["a", "b", "c"]);
-    expect(settled.containers.length).toBe(3);
+    // One set: exactly one running instance per container. A dead instance may remain only as an
+    // earlier attempt of the same container (the kubelet keeps it for `--previous` logs, and the
+    // first kubelet's interrupted start leaves one), never as a second live copy.
+    const listing = settled.containers.map(
+      (c) => `${c.metadata?.name}#${c.metadata?.attempt}:${ContainerState[c.state]}`,
+    );
+    const dead = settled.containers.filter((c) => c.state !== ContainerState.CONTAINER_RUNNING);
+    for (const d of dead) {
+      const live = running.find((r) => r.metadata?.name === d.metadata?.name);
+      expect(live?.metadata?.attempt ?? -1, listing.join(" ")).toBeGreaterThan(d.metadata?.attempt ?? 0);
+    }
+    expect(new Set(dead.map((d) => d.metadata?.name)).size, listing.join(" ")).toBe(dead.length);
     expect(settled.sandboxes.filter((s) => s.state === PodSandboxState.SANDBOX_READY).length).toBe(1);
     expect(final.sandboxes.map((s) => s.id)).toEqual(settled.sandboxes.map((s) => s.id));
 
