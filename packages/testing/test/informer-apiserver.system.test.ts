@@ -547,14 +547,19 @@ describe("Informer against a real kube-apiserver", () => {
       namespace: ns,
       kubeConfig: kubeConfigVia(cp.adminKubeConfig, p.url()),
       metrics: registry,
-      // Watches of 2–3 s, aborted after 1 s of silence beyond that.
-      minWatchTimeoutSeconds: 2,
+      // Watches of 4–8 s, aborted after 1 s of silence beyond that.
+      minWatchTimeoutSeconds: 4,
       watchdogGraceMs: 1_000,
     });
     const rec = new Recorder();
     inf.addHandler(rec);
     await inf.start();
-    await waitFor("the watch connection", () => p.openConnections === 1);
+    // Every request has its own connection: wait until the list's has closed and the watch's is the
+    // one open, so that the stall below hits the live watch and not the list's closing connection.
+    await waitFor(
+      "the watch connection",
+      () => inf.status().phase === "watching" && p.acceptedConnections >= 2 && p.openConnections === 1,
+    );
     const stalledRestarts = async () => {
       const metric = registry.getSingleMetric("worknode_informer_watch_restarts_total");
       const values = metric ? (await metric.get()).values : [];
