@@ -1,10 +1,12 @@
 /**
  * The CRI container log format: one line per record,
  * `<RFC3339Nano time> <stdout|stderr> <P|F> <content>` — `P` marks a partial
- * line continued by the next record, `F` a full one.
+ * line continued by the next record, `F` a full one. Records are parsed by the
+ * kubelet's own parser (`parseCriLogLine`); this module joins them per stream.
  *
  * @module
  */
+import { parseCriLogLine } from "@worknode/kubelet";
 
 /** One reassembled log line. */
 export interface CriLogLine {
@@ -23,23 +25,16 @@ export function parseCriLog(text: string): CriLogLine[] {
   const out: CriLogLine[] = [];
   const pending = new Map<string, { time: string; parts: string[] }>();
   for (const record of text.split("\n")) {
-    const m = /^(\S+) (stdout|stderr) ([PF]) ?(.*)$/.exec(record);
-    if (!m) continue;
-    const [, time, stream, tag, content] = m as unknown as [
-      string,
-      string,
-      "stdout" | "stderr",
-      "P" | "F",
-      string,
-    ];
-    const p = pending.get(stream) ?? { time, parts: [] };
-    p.parts.push(content);
-    if (tag === "P") {
-      pending.set(stream, p);
+    const entry = parseCriLogLine(Buffer.from(record));
+    if (!entry) continue;
+    const p = pending.get(entry.stream) ?? { time: entry.timestamp, parts: [] };
+    p.parts.push(entry.content.toString());
+    if (entry.partial) {
+      pending.set(entry.stream, p);
       continue;
     }
-    pending.delete(stream);
-    out.push({ time: p.time, stream, content: p.parts.join("") });
+    pending.delete(entry.stream);
+    out.push({ time: p.time, stream: entry.stream, content: p.parts.join("") });
   }
   for (const [stream, p] of pending)
     out.push({ time: p.time, stream: stream as "stdout" | "stderr", content: p.parts.join("") });
