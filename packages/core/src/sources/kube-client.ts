@@ -1,5 +1,6 @@
 /**
- * A minimal Kubernetes API HTTP client for list and watch requests.
+ * A minimal Kubernetes API HTTP client: streaming list and watch requests, and
+ * JSON reads and writes (create, update, patch, delete).
  *
  * `@kubernetes/client-node` is used only for configuration and authentication
  * (`KubeConfig`: CA, client certificate and key, bearer token, exec and auth-provider
@@ -88,6 +89,29 @@ export interface KubeRequestOptions {
   readonly acceptGzip?: boolean;
 }
 
+/** HTTP methods of {@link KubeApiClient.request}. */
+export type KubeHttpMethod = "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+
+/**
+ * Content types of a PATCH body: JSON merge patch, strategic merge patch,
+ * JSON patch, or server-side apply.
+ */
+export type KubePatchType =
+  | "application/merge-patch+json"
+  | "application/strategic-merge-patch+json"
+  | "application/json-patch+json"
+  | "application/apply-patch+yaml";
+
+/** Options of {@link KubeApiClient.request} and {@link KubeApiClient.requestJson}. */
+export interface KubeWriteOptions extends KubeRequestOptions {
+  /** Query parameters. */
+  readonly query?: QueryParams;
+  /** Request body, sent as JSON (objects) or as is (strings / buffers). */
+  readonly body?: unknown;
+  /** Body content type; default `application/json` (set a {@link KubePatchType} for PATCH). */
+  readonly contentType?: string;
+}
+
 /** A successful (2xx) streaming response. Consume or destroy `body`. */
 export interface KubeResponse {
   /** HTTP status code. */
@@ -150,7 +174,7 @@ export function isResourceExpired(err: unknown): boolean {
 }
 
 /**
- * Issues GET requests against the API server of a `KubeConfig`'s current context,
+ * Issues requests against the API server of a `KubeConfig`'s current context,
  * applying its TLS settings and credentials afresh for every request (so rotated
  * certificates and refreshed exec-plugin tokens are picked up).
  */
@@ -209,16 +233,34 @@ export class KubeApiClient {
    * @throws AbortedError when the signal aborts
    */
   async get(path: string, query: QueryParams, options: KubeRequestOptions = {}): Promise<KubeResponse> {
+    return this.request("GET", path, { ...options, query });
+  }
+
+  /**
+   * Sends a request with any method and an optional body, and resolves with the
+   * streaming body once a 2xx status arrived.
+   * @throws ApiStatusError on a non-2xx status (with the `Status` reason)
+   * @throws UnavailableError when the server cannot be reached or authentication cannot be prepared
+   * @throws AbortedError when the signal aborts
+   */
+  async request(method: KubeHttpMethod, path: string, options: KubeWriteOptions = {}): Promise<KubeResponse> {
     const { signal } = options;
-    const url = this.url(path, query);
-    const what = `GET ${url.pathname}`;
+    const url = this.url(path, options.query ?? {});
+    const what = `${method} ${url.pathname}`;
     if (signal?.aborted) throw new AbortedError(`${what} aborted`, { cause: signal.reason });
+    const payload = encodeBody(options.body);
     const opts: https.RequestOptions = {
-      method: "GET",
+      method,
       headers: {
         Accept: "application/json",
         "User-Agent": this.userAgent,
         ...(options.acceptGzip ? { "Accept-Encoding": "gzip" } : {}),
+        ...(payload
+          ? {
+              "Content-Type": options.contentType ?? "application/json",
+              "Content-Length": String(payload.length),
+            }
+          : {}),
       },
     };
     try {
@@ -257,7 +299,7 @@ export class KubeApiClient {
         r.once("close", () => destroyAgent(agent));
         resolve(r);
       });
-      req.end();
+      req.end(payload);
     });
     const status = res.statusCode ?? 0;
     if (status < 200 || status > 299) {
@@ -278,6 +320,38 @@ export class KubeApiClient {
     }
     return { status, headers: res.headers, body };
   }
+
+  /**
+   * Sends a request (see {@link KubeApiClient.request}) and resolves with the
+   * decoded JSON response body (`undefined` for an empty body).
+   * @throws ApiStatusError on a non-2xx status
+   * @throws UnavailableError when the server cannot be reached or the body is not JSON
+   * @throws AbortedError when the signal aborts
+   */
+  async requestJson<T>(method: KubeHttpMethod, path: string, options: KubeWriteOptions = {}): Promise<T> {
+    const res = await this.request(method, path, options);
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of res.body) chunks.push(chunk);
+    } catch (err) {
+      if (options.signal?.aborted) throw new AbortedError(`${method} ${path} aborted`, { cause: err });
+      throw new UnavailableError(this.server, `${method} ${path}: ${errorText(err)}`, { cause: err });
+    }
+    const text = Buffer.concat(chunks).toString("utf8");
+    if (!text) return undefined as T;
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      throw new UnavailableError(this.server, `${method} ${path}: response is not JSON`, { cause: err });
+    }
+  }
+}
+
+function encodeBody(body: unknown): Buffer | undefined {
+  if (body === undefined) return undefined;
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === "string") return Buffer.from(body, "utf8");
+  return Buffer.from(JSON.stringify(body), "utf8");
 }
 
 function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
