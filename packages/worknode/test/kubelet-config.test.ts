@@ -43,6 +43,10 @@ describe("worknode kubelet configuration: defaults", () => {
       logLevel: "info",
       configFile: undefined,
       ignoredFields: [],
+      cluster: undefined,
+      clusterDNS: [],
+      clusterDomain: "",
+      nodeIPs: [],
     });
   });
 
@@ -157,9 +161,9 @@ tlsPrivateKeyFile: pki/k.pem
 
   it("accepts kubelet fields it does not implement and lists those that are set", async () => {
     const c = await load(["--config=/k.yaml"], {
-      "/k.yaml": `${HEADER}clusterDNS: [10.96.0.10]\nclusterDomain: cluster.local\ncgroupDriver: systemd\nreadOnlyPort: 0\nauthentication:\n  anonymous:\n    enabled: false\n`,
+      "/k.yaml": `${HEADER}cgroupDriver: systemd\nreadOnlyPort: 0\nevictionHard: { memory.available: 100Mi }\ntlsMinVersion: ""\n`,
     });
-    expect(c.ignoredFields).toEqual(["clusterDNS", "clusterDomain", "cgroupDriver"]);
+    expect(c.ignoredFields).toEqual(["cgroupDriver", "evictionHard"]);
   });
 });
 
@@ -244,5 +248,132 @@ describe("worknode kubelet configuration: bad input", () => {
       (e: Error) => e,
     );
     expect((err as Error).message).toContain("address (--address) 10.0.0.1 is not a loopback address");
+  });
+});
+
+describe("worknode kubelet configuration: joining a cluster", () => {
+  it("is standalone without --kubeconfig, and joins with kubeconfig-style defaults with it", async () => {
+    expect((await load([])).cluster).toBeUndefined();
+    const c = await load(["--kubeconfig=/etc/kubernetes/kubelet.conf"]);
+    expect(c.cluster).toEqual({
+      kubeconfig: "/etc/kubernetes/kubelet.conf",
+      bootstrapKubeconfig: undefined,
+      rotateCertificates: false,
+      registerNode: true,
+      nodeLabels: {},
+      registerWithTaints: [],
+      nodeStatusUpdateFrequencyMs: 10_000,
+      nodeStatusReportFrequencyMs: 300_000,
+      auth: { clientCAFile: undefined, tokenWebhook: true, anonymous: false, authorizationMode: "Webhook" },
+    });
+  });
+
+  it("reads the cluster flags, Go-style booleans included", async () => {
+    const c = await load([
+      "--kubeconfig=/k.conf",
+      "--bootstrap-kubeconfig=/b.conf",
+      "--rotate-certificates",
+      "--register-node=false",
+      "--node-labels=role=edge,example.com/tier=gold",
+      "--register-with-taints=dedicated=infra:NoSchedule,example.com/maint:NoExecute",
+      "--node-ip=10.1.2.3,fd00::3",
+      "--cluster-dns=10.96.0.10",
+      "--cluster-domain=cluster.local",
+      "--client-ca-file=/ca.pem",
+      "--anonymous-auth=true",
+      "--authentication-token-webhook=false",
+      "--authorization-mode=AlwaysAllow",
+      "--node-status-update-frequency=4s",
+      "--address=0.0.0.0",
+    ]);
+    expect(c.cluster).toMatchObject({
+      kubeconfig: "/k.conf",
+      bootstrapKubeconfig: "/b.conf",
+      rotateCertificates: true,
+      registerNode: false,
+      nodeLabels: { role: "edge", "example.com/tier": "gold" },
+      registerWithTaints: [
+        { key: "dedicated", value: "infra", effect: "NoSchedule" },
+        { key: "example.com/maint", effect: "NoExecute" },
+      ],
+      nodeStatusUpdateFrequencyMs: 4000,
+      auth: {
+        clientCAFile: "/ca.pem",
+        tokenWebhook: false,
+        anonymous: true,
+        authorizationMode: "AlwaysAllow",
+      },
+    });
+    expect(c.nodeIPs).toEqual(["10.1.2.3", "fd00::3"]);
+    expect(c.clusterDNS).toEqual(["10.96.0.10"]);
+    expect(c.clusterDomain).toBe("cluster.local");
+    expect(c.server?.host).toBe("0.0.0.0");
+  });
+
+  it("takes the cluster settings of a KubeletConfiguration file, paths relative to it", async () => {
+    const c = await load(["--config=/etc/wn/k.yaml", "--kubeconfig=/k.conf"], {
+      "/etc/wn/k.yaml": `${HEADER}clusterDNS: [10.96.0.10]
+clusterDomain: cluster.local
+registerWithTaints:
+  - key: dedicated
+    value: infra
+    effect: NoSchedule
+rotateCertificates: true
+nodeStatusReportFrequency: 1m
+authentication:
+  x509: { clientCAFile: pki/ca.crt }
+  webhook: { enabled: true }
+  anonymous: { enabled: false }
+authorization:
+  mode: Webhook
+`,
+    });
+    expect(c.clusterDNS).toEqual(["10.96.0.10"]);
+    expect(c.clusterDomain).toBe("cluster.local");
+    expect(c.ignoredFields).toEqual([]);
+    expect(c.cluster).toMatchObject({
+      rotateCertificates: true,
+      registerWithTaints: [{ key: "dedicated", value: "infra", effect: "NoSchedule" }],
+      nodeStatusReportFrequencyMs: 60_000,
+      auth: {
+        clientCAFile: "/etc/wn/pki/ca.crt",
+        tokenWebhook: true,
+        anonymous: false,
+        authorizationMode: "Webhook",
+      },
+    });
+  });
+
+  it("rejects bad cluster flags and fields with the reason", async () => {
+    const usage = async (argv: string[], files: Record<string, string> = {}) => {
+      const err = await load(argv, files).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ConfigError);
+      return (err as Error).message;
+    };
+    expect(await usage(["--kubeconfig=/k", "--register-with-taints=a=b"])).toContain('"a=b" has no effect');
+    expect(await usage(["--kubeconfig=/k", "--register-with-taints=a=b:Sometimes"])).toContain(
+      'taint effect "Sometimes" is not one of NoSchedule, PreferNoSchedule, NoExecute',
+    );
+    expect(await usage(["--node-labels=novalue"])).toContain('"novalue" is not key=value');
+    expect(await usage(["--node-labels=bad key=x"])).toContain("is not a qualified name");
+    expect(await usage(["--node-ip=10.0.0.1,10.0.0.2"])).toContain("at most one IPv4 and one IPv6");
+    expect(await usage(["--node-ip=host"])).toContain('--node-ip: "host" is not an IP address');
+    expect(await usage(["--cluster-dns=dns"])).toContain('--cluster-dns: "dns" is not an IP address');
+    expect(await usage(["--kubeconfig=/k", "--authorization-mode=RBAC"])).toContain(
+      'authorization.mode (--authorization-mode) "RBAC" is not one of AlwaysAllow, Webhook',
+    );
+    expect(await usage(["--bootstrap-kubeconfig=/b"])).toContain("--bootstrap-kubeconfig needs --kubeconfig");
+    expect(await usage(["--register-node=maybe"])).toContain('--register-node: "maybe" is not a boolean');
+    expect(await usage(["--address=0.0.0.0"])).toContain("without an API server (--kubeconfig)");
+    expect(
+      await usage(["--config=/k.yaml"], {
+        "/k.yaml": `${HEADER}authentication:\n  x509: { clientCAFile: 3 }\n`,
+      }),
+    ).toContain("authentication: x509.clientCAFile: expected a string, got 3");
+    expect(
+      await usage(["--config=/k.yaml"], {
+        "/k.yaml": `${HEADER}registerWithTaints: [{ key: a, effect: Never }]\n`,
+      }),
+    ).toContain('registerWithTaints: [0]: taint effect "Never"');
   });
 });

@@ -7,7 +7,17 @@
  * Fields of the file worknode uses are type-checked: `staticPodPath`,
  * `containerRuntimeEndpoint`, `maxPods`, `healthzBindAddress`, `healthzPort`,
  * `port`, `address`, `fileCheckFrequency`, `syncFrequency`, `tlsCertFile`,
- * `tlsPrivateKeyFile`, `enableServer`. Other KubeletConfiguration fields are
+ * `tlsPrivateKeyFile`, `enableServer`, `clusterDNS`, `clusterDomain`,
+ * `registerNode`, `registerWithTaints`, `rotateCertificates`,
+ * `nodeStatusUpdateFrequency`, `nodeStatusReportFrequency`,
+ * `authentication` (`x509.clientCAFile`, `webhook.enabled`, `anonymous.enabled`)
+ * and `authorization.mode`.
+ *
+ * With `--kubeconfig` (or `--bootstrap-kubeconfig`) the kubelet joins a cluster:
+ * it registers its Node, watches the pods bound to it and reports their status.
+ * Then the kubelet API may listen on any address, since it authenticates
+ * (client certificates, TokenReview) and authorizes (SubjectAccessReview) every
+ * request; without an API server it stays on loopback. Other KubeletConfiguration fields are
  * accepted and reported in `ignoredFields` when set; any other field is an error
  * naming it. As kubelet does, zero values take the default (except
  * `healthzPort: 0`, which disables healthz, and `enableServer: false`), and
@@ -19,6 +29,7 @@ import path from "node:path";
 import { ConfigError, isValidIP, parseDuration } from "@worknode/core";
 import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec, parseFlags } from "../flags.js";
+import { preprocessArgs } from "./proxy-config.js";
 
 /** The apiVersion of a KubeletConfiguration file. */
 export const KUBELET_CONFIG_API_VERSION = "kubelet.config.k8s.io/v1beta1";
@@ -40,7 +51,24 @@ export const KUBELET_DEFAULTS = {
   fileCheckFrequency: "20s",
   syncFrequency: "1m",
   logLevel: "info",
+  nodeStatusUpdateFrequency: "10s",
+  nodeStatusReportFrequency: "5m",
 } as const;
+
+/** Authorization modes of the kubelet API (`authorization.mode`). */
+export const KUBELET_AUTHORIZATION_MODES = ["AlwaysAllow", "Webhook"] as const;
+/** An `authorization.mode` value. */
+export type KubeletAuthorizationMode = (typeof KUBELET_AUTHORIZATION_MODES)[number];
+
+/** Taint effects of `--register-with-taints`. */
+export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+/** A taint the node registers with. */
+export interface RegisterTaint {
+  readonly key: string;
+  readonly value?: string;
+  readonly effect: (typeof TAINT_EFFECTS)[number];
+}
 
 /** The flags of `worknode kubelet`, with kubelet's names. */
 export const KUBELET_FLAGS = {
@@ -104,6 +132,57 @@ export const KUBELET_FLAGS = {
     help: "trace, debug, info, warn or error",
     default: KUBELET_DEFAULTS.logLevel,
   },
+  kubeconfig: {
+    kind: "string",
+    help: "kubeconfig of the API server; given, the kubelet registers its Node and runs the pods bound to it",
+  },
+  "bootstrap-kubeconfig": {
+    kind: "string",
+    help: "kubeconfig for TLS bootstrap: when --kubeconfig does not exist, request a client certificate with it",
+  },
+  "rotate-certificates": {
+    kind: "boolean",
+    help: "Renew the client certificate from the API server before it expires",
+  },
+  "register-node": {
+    kind: "boolean",
+    help: "Register the Node with the API server (default true with --kubeconfig)",
+  },
+  "node-labels": {
+    kind: "string",
+    help: "Labels to add when registering the Node: key=value,key2=value2",
+  },
+  "register-with-taints": {
+    kind: "string",
+    help: "Taints to register the Node with: key=value:Effect,key2:Effect",
+  },
+  "node-ip": {
+    kind: "string",
+    help: "IP address(es) of the node, at most one per family (default: the first non-loopback address)",
+  },
+  "cluster-dns": { kind: "string", help: "DNS server IPs for pods (comma-separated)" },
+  "cluster-domain": { kind: "string", help: "Cluster domain, such as cluster.local" },
+  "client-ca-file": {
+    kind: "string",
+    help: "CA bundle that signs client certificates the kubelet API accepts",
+  },
+  "anonymous-auth": {
+    kind: "boolean",
+    help: "Accept anonymous requests to the kubelet API (as system:anonymous; default false)",
+  },
+  "authentication-token-webhook": {
+    kind: "boolean",
+    help: "Check bearer tokens with the API server's TokenReview (default true with --kubeconfig)",
+  },
+  "authorization-mode": {
+    kind: "string",
+    help: "AlwaysAllow or Webhook (SubjectAccessReview; default with --kubeconfig)",
+  },
+  "node-status-update-frequency": {
+    kind: "duration",
+    help: "How often the node status is computed and posted when it changed",
+    default: KUBELET_DEFAULTS.nodeStatusUpdateFrequency,
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 /** An address and port. */
@@ -139,6 +218,45 @@ export interface KubeletCommandConfig {
   readonly configFile: string | undefined;
   /** KubeletConfiguration fields set in the file that worknode does not implement (ignored). */
   readonly ignoredFields: readonly string[];
+  /** Joining a cluster: set with `--kubeconfig`; undefined in standalone mode. */
+  readonly cluster: KubeletClusterConfig | undefined;
+  /** `clusterDNS` (`--cluster-dns`): DNS servers for ClusterFirst pods. */
+  readonly clusterDNS: readonly string[];
+  /** `clusterDomain` (`--cluster-domain`). */
+  readonly clusterDomain: string;
+  /** `--node-ip`: the node's IPs, at most one per family; empty: detect. */
+  readonly nodeIPs: readonly string[];
+}
+
+/** How the kubelet joins a cluster (see {@link KubeletCommandConfig.cluster}). */
+export interface KubeletClusterConfig {
+  /** `--kubeconfig`. */
+  readonly kubeconfig: string;
+  /** `--bootstrap-kubeconfig`, when TLS bootstrap is wanted. */
+  readonly bootstrapKubeconfig: string | undefined;
+  /** `rotateCertificates` (`--rotate-certificates`). */
+  readonly rotateCertificates: boolean;
+  /** `registerNode` (`--register-node`). */
+  readonly registerNode: boolean;
+  /** `--node-labels`. */
+  readonly nodeLabels: Readonly<Record<string, string>>;
+  /** `registerWithTaints` (`--register-with-taints`). */
+  readonly registerWithTaints: readonly RegisterTaint[];
+  /** `nodeStatusUpdateFrequency`. */
+  readonly nodeStatusUpdateFrequencyMs: number;
+  /** `nodeStatusReportFrequency`. */
+  readonly nodeStatusReportFrequencyMs: number;
+  /** How the kubelet API authenticates and authorizes requests. */
+  readonly auth: {
+    /** `authentication.x509.clientCAFile` (`--client-ca-file`). */
+    readonly clientCAFile: string | undefined;
+    /** `authentication.webhook.enabled` (`--authentication-token-webhook`). */
+    readonly tokenWebhook: boolean;
+    /** `authentication.anonymous.enabled` (`--anonymous-auth`). */
+    readonly anonymous: boolean;
+    /** `authorization.mode` (`--authorization-mode`). */
+    readonly authorizationMode: KubeletAuthorizationMode;
+  };
 }
 
 /** The settings a KubeletConfiguration file gives (zero values left out). */
@@ -155,6 +273,17 @@ export interface KubeletFileSettings {
   readonly tlsCertFile?: string;
   readonly tlsPrivateKeyFile?: string;
   readonly enableServer?: boolean;
+  readonly clusterDNS?: readonly string[];
+  readonly clusterDomain?: string;
+  readonly registerNode?: boolean;
+  readonly registerWithTaints?: readonly RegisterTaint[];
+  readonly rotateCertificates?: boolean;
+  readonly nodeStatusUpdateFrequencyMs?: number;
+  readonly nodeStatusReportFrequencyMs?: number;
+  readonly clientCAFile?: string;
+  readonly authenticationWebhook?: boolean;
+  readonly anonymousAuth?: boolean;
+  readonly authorizationMode?: string;
 }
 
 /** A parsed KubeletConfiguration file. */
@@ -164,7 +293,17 @@ export interface KubeletConfigFile {
   readonly ignoredFields: readonly string[];
 }
 
-type FieldKind = "string" | "path" | "int" | "bool" | "duration" | "ignored";
+type FieldKind =
+  | "string"
+  | "path"
+  | "int"
+  | "bool"
+  | "duration"
+  | "ignored"
+  | "strings"
+  | "taints"
+  | "authentication"
+  | "authorization";
 
 /** The fields worknode reads, with their kinds. */
 const USED_FIELDS: Readonly<Record<string, FieldKind>> = {
@@ -182,6 +321,15 @@ const USED_FIELDS: Readonly<Record<string, FieldKind>> = {
   tlsCertFile: "path",
   tlsPrivateKeyFile: "path",
   enableServer: "bool",
+  clusterDNS: "strings",
+  clusterDomain: "string",
+  registerNode: "bool",
+  registerWithTaints: "taints",
+  rotateCertificates: "bool",
+  nodeStatusUpdateFrequency: "duration",
+  nodeStatusReportFrequency: "duration",
+  authentication: "authentication",
+  authorization: "authorization",
 };
 
 /** The other top-level fields of KubeletConfiguration v1beta1 (Kubernetes 1.36), accepted and ignored. */
@@ -194,10 +342,7 @@ const IGNORED_FIELDS: readonly string[] = [
   "tlsCipherSuites",
   "tlsCurvePreferences",
   "tlsMinVersion",
-  "rotateCertificates",
   "serverTLSBootstrap",
-  "authentication",
-  "authorization",
   "registryPullQPS",
   "registryBurst",
   "imagePullCredentialsVerificationPolicy",
@@ -207,11 +352,7 @@ const IGNORED_FIELDS: readonly string[] = [
   "enableDebuggingHandlers",
   "enableContentionProfiling",
   "oomScoreAdj",
-  "clusterDomain",
-  "clusterDNS",
   "streamingConnectionIdleTimeout",
-  "nodeStatusUpdateFrequency",
-  "nodeStatusReportFrequency",
   "nodeLeaseDurationSeconds",
   "imageMinimumGCAge",
   "imageMaximumGCAge",
@@ -293,8 +434,6 @@ const IGNORED_FIELDS: readonly string[] = [
   "seccompDefault",
   "memoryThrottlingFactor",
   "memoryReservationPolicy",
-  "registerWithTaints",
-  "registerNode",
   "tracing",
   "localStorageCapacityIsolation",
   "imageServiceEndpoint",
@@ -378,6 +517,29 @@ export function parseKubeletConfiguration(text: string, file: string): KubeletCo
         if (typeof v !== "boolean") fail(`${field}: expected true or false, got ${describeValue(v)}`);
         settings[field] = v;
         break;
+      case "strings":
+        if (!Array.isArray(v) || !v.every((x) => typeof x === "string"))
+          fail(`${field}: expected a list of strings, got ${describeValue(v)}`);
+        settings[field] = v;
+        break;
+      case "taints":
+        settings[field] = parseTaintList(v, (msg) => fail(`${field}: ${msg}`));
+        break;
+      case "authentication":
+        Object.assign(
+          settings,
+          parseAuthenticationField(v, dir, (msg) => fail(`authentication: ${msg}`)),
+        );
+        break;
+      case "authorization": {
+        const mode = objectField(v, (msg) => fail(`authorization: ${msg}`)).mode;
+        if (mode !== undefined && mode !== null) {
+          if (typeof mode !== "string")
+            fail(`authorization.mode: expected a string, got ${describeValue(mode)}`);
+          if (mode !== "") settings.authorizationMode = mode;
+        }
+        break;
+      }
       case "duration": {
         if (typeof v !== "string")
           fail(`${field}: expected a duration such as "20s", got ${describeValue(v)}`);
@@ -393,6 +555,139 @@ export function parseKubeletConfiguration(text: string, file: string): KubeletCo
     }
   }
   return { path: file, settings: settings as KubeletFileSettings, ignoredFields };
+}
+
+function objectField(v: unknown, fail: (msg: string) => never): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v))
+    fail(`expected a mapping, got ${describeValue(v)}`);
+  return v as Record<string, unknown>;
+}
+
+/** `authentication: { x509: { clientCAFile }, webhook: { enabled }, anonymous: { enabled } }`. */
+function parseAuthenticationField(
+  v: unknown,
+  dir: string,
+  fail: (msg: string) => never,
+): Pick<KubeletFileSettings, "clientCAFile" | "authenticationWebhook" | "anonymousAuth"> {
+  const auth = objectField(v, fail);
+  const out: { clientCAFile?: string; authenticationWebhook?: boolean; anonymousAuth?: boolean } = {};
+  for (const key of Object.keys(auth)) {
+    if (!["x509", "webhook", "anonymous"].includes(key)) fail(`unknown field "${key}"`);
+  }
+  if (auth.x509 != null) {
+    const ca = objectField(auth.x509, (m) => fail(`x509: ${m}`)).clientCAFile;
+    if (ca != null && typeof ca !== "string")
+      fail(`x509.clientCAFile: expected a string, got ${describeValue(ca)}`);
+    if (typeof ca === "string" && ca !== "") out.clientCAFile = path.resolve(dir, ca);
+  }
+  for (const [key, target] of [
+    ["webhook", "authenticationWebhook"],
+    ["anonymous", "anonymousAuth"],
+  ] as const) {
+    if (auth[key] == null) continue;
+    const enabled = objectField(auth[key], (m) => fail(`${key}: ${m}`)).enabled;
+    if (enabled == null) continue;
+    if (typeof enabled !== "boolean")
+      fail(`${key}.enabled: expected true or false, got ${describeValue(enabled)}`);
+    out[target] = enabled;
+  }
+  return out;
+}
+
+/** `registerWithTaints` of a config file: a list of `{ key, value?, effect }`. */
+function parseTaintList(v: unknown, fail: (msg: string) => never): RegisterTaint[] {
+  if (!Array.isArray(v)) fail(`expected a list of taints, got ${describeValue(v)}`);
+  return (v as unknown[]).map((t, i) => {
+    const o = objectField(t, (m) => fail(`[${i}]: ${m}`));
+    const { key, value, effect } = o;
+    if (typeof key !== "string") fail(`[${i}].key: expected a string, got ${describeValue(key)}`);
+    if (value != null && typeof value !== "string")
+      fail(`[${i}].value: expected a string, got ${describeValue(value)}`);
+    return validateTaint(key as string, (value as string | undefined) || undefined, effect, (m) =>
+      fail(`[${i}]: ${m}`),
+    );
+  });
+}
+
+const QUALIFIED_NAME =
+  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+function validateTaint(
+  key: string,
+  value: string | undefined,
+  effect: unknown,
+  fail: (m: string) => never,
+): RegisterTaint {
+  if (!QUALIFIED_NAME.test(key) || key.length > 316)
+    fail(`taint key ${JSON.stringify(key)} is not a qualified name`);
+  if (value !== undefined && (value.length > 63 || !LABEL_VALUE.test(value)))
+    fail(`taint value ${JSON.stringify(value)} is not a valid label value`);
+  if (typeof effect !== "string" || !(TAINT_EFFECTS as readonly string[]).includes(effect))
+    fail(`taint effect ${JSON.stringify(effect)} is not one of ${TAINT_EFFECTS.join(", ")}`);
+  return { key, ...(value !== undefined ? { value } : {}), effect: effect as RegisterTaint["effect"] };
+}
+
+/**
+ * Parses kubelet's `--register-with-taints` syntax: `key=value:Effect` or
+ * `key:Effect`, comma-separated.
+ * @throws CliUsageError naming the bad taint
+ */
+export function parseTaintsFlag(text: string): RegisterTaint[] {
+  const fail = (m: string): never => {
+    throw new CliUsageError(`--register-with-taints: ${m}`);
+  };
+  return text
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => t !== "")
+    .map((t) => {
+      const colon = t.lastIndexOf(":");
+      if (colon < 0) fail(`${JSON.stringify(t)} has no effect (key=value:Effect)`);
+      const kv = t.slice(0, colon);
+      const eq = kv.indexOf("=");
+      return validateTaint(
+        eq < 0 ? kv : kv.slice(0, eq),
+        eq < 0 ? undefined : kv.slice(eq + 1),
+        t.slice(colon + 1),
+        fail,
+      );
+    });
+}
+
+/**
+ * Parses kubelet's `--node-labels` syntax: `key=value,key2=value2`.
+ * @throws CliUsageError naming the bad label
+ */
+export function parseNodeLabelsFlag(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) throw new CliUsageError(`--node-labels: ${JSON.stringify(part)} is not key=value`);
+    const key = part.slice(0, eq);
+    const value = part.slice(eq + 1);
+    if (!QUALIFIED_NAME.test(key))
+      throw new CliUsageError(`--node-labels: key ${JSON.stringify(key)} is not a qualified name`);
+    if (value.length > 63 || !LABEL_VALUE.test(value))
+      throw new CliUsageError(
+        `--node-labels: value ${JSON.stringify(value)} of ${key} is not a valid label value`,
+      );
+    out[key] = value;
+  }
+  return out;
+}
+
+function parseIPList(flag: string, text: string): string[] {
+  const ips = text
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => p !== "");
+  for (const ip of ips)
+    if (!isValidIP(ip)) throw new CliUsageError(`--${flag}: ${JSON.stringify(ip)} is not an IP address`);
+  return ips;
 }
 
 /** Flags of {@link KUBELET_FLAGS} as given on the command line (no defaults), durations in ms. */
@@ -412,6 +707,20 @@ export interface KubeletExplicitFlags {
   readonly fileCheckFrequencyMs?: number;
   readonly syncFrequencyMs?: number;
   readonly logLevel?: string;
+  readonly kubeconfig?: string;
+  readonly bootstrapKubeconfig?: string;
+  readonly rotateCertificates?: boolean;
+  readonly registerNode?: boolean;
+  readonly nodeLabels?: Readonly<Record<string, string>>;
+  readonly registerWithTaints?: readonly RegisterTaint[];
+  readonly nodeIPs?: readonly string[];
+  readonly clusterDNS?: readonly string[];
+  readonly clusterDomain?: string;
+  readonly clientCAFile?: string;
+  readonly anonymousAuth?: boolean;
+  readonly authenticationWebhook?: boolean;
+  readonly authorizationMode?: string;
+  readonly nodeStatusUpdateFrequencyMs?: number;
 }
 
 /**
@@ -425,11 +734,23 @@ export function parseKubeletFlags(
 ): { flags: KubeletExplicitFlags; help: boolean } {
   const spec: Record<string, FlagSpec> = {};
   for (const [name, f] of Object.entries(KUBELET_FLAGS)) spec[name] = { kind: f.kind, help: f.help };
-  const { flags: raw, positionals, help } = parseFlags(command, spec, argv);
+  const booleanFlags = Object.entries(KUBELET_FLAGS)
+    .filter(([, f]) => f.kind === "boolean")
+    .map(([n]) => n);
+  const pre = preprocessArgs(argv, [], booleanFlags);
+  const { flags: raw, positionals, help } = parseFlags(command, spec, pre.argv);
   if (positionals.length > 0) throw new CliUsageError(`${command}: unexpected argument "${positionals[0]}"`);
-  const r = raw as Record<string, string | number | boolean | undefined>;
+  const r = {
+    ...(raw as Record<string, string | number | boolean | undefined>),
+    ...Object.fromEntries(pre.booleans),
+  };
   const str = (n: string) => r[n] as string | undefined;
   const num = (n: string) => r[n] as number | undefined;
+  const bool = (n: string) => r[n] as boolean | undefined;
+  const labels = str("node-labels");
+  const taints = str("register-with-taints");
+  const nodeIP = str("node-ip");
+  const dns = str("cluster-dns");
   const flags: KubeletExplicitFlags = {
     config: str("config"),
     podManifestPath: str("pod-manifest-path"),
@@ -446,6 +767,20 @@ export function parseKubeletFlags(
     fileCheckFrequencyMs: num("file-check-frequency"),
     syncFrequencyMs: num("sync-frequency"),
     logLevel: str("log-level"),
+    kubeconfig: str("kubeconfig"),
+    bootstrapKubeconfig: str("bootstrap-kubeconfig"),
+    rotateCertificates: bool("rotate-certificates"),
+    registerNode: bool("register-node"),
+    nodeLabels: labels === undefined ? undefined : parseNodeLabelsFlag(labels),
+    registerWithTaints: taints === undefined ? undefined : parseTaintsFlag(taints),
+    nodeIPs: nodeIP === undefined ? undefined : parseIPList("node-ip", nodeIP),
+    clusterDNS: dns === undefined ? undefined : parseIPList("cluster-dns", dns),
+    clusterDomain: str("cluster-domain"),
+    clientCAFile: str("client-ca-file"),
+    anonymousAuth: bool("anonymous-auth"),
+    authenticationWebhook: bool("authentication-token-webhook"),
+    authorizationMode: str("authorization-mode"),
+    nodeStatusUpdateFrequencyMs: num("node-status-update-frequency"),
   };
   return { flags, help };
 }
@@ -486,17 +821,29 @@ export function resolveKubeletCommandConfig(input: {
       `healthzBindAddress (--healthz-bind-address) ${JSON.stringify(healthzBindAddress)} is not an IP address`,
     );
   }
+  const cluster = resolveClusterConfig(flags, f, invalid);
   const enableServer = f.enableServer ?? true;
   const port = flags.port ?? f.port ?? KUBELET_DEFAULTS.port;
   const address = flags.address ?? f.address ?? KUBELET_DEFAULTS.address;
   if (enableServer) {
     if (port < 1 || port > 65535) invalid(`port (--port) ${port} must be between 1 and 65535, inclusive`);
     if (!isValidIP(address)) invalid(`address (--address) ${JSON.stringify(address)} is not an IP address`);
-    if (!isLoopback(address)) {
+    if (!isLoopback(address) && cluster === undefined) {
       invalid(
-        `address (--address) ${address} is not a loopback address: the kubelet API has no authentication yet, so it listens on 127.0.0.1 or ::1 only`,
+        `address (--address) ${address} is not a loopback address: without an API server (--kubeconfig) the kubelet API cannot authenticate requests, so it listens on 127.0.0.1 or ::1 only`,
       );
     }
+  }
+  const nodeIPs = flags.nodeIPs ?? [];
+  if (
+    nodeIPs.length > 2 ||
+    (nodeIPs.length === 2 && nodeIPs[0]?.includes(":") === nodeIPs[1]?.includes(":"))
+  ) {
+    invalid(`--node-ip ${nodeIPs.join(",")}: give at most one IPv4 and one IPv6 address`);
+  }
+  const clusterDNS = flags.clusterDNS ?? f.clusterDNS ?? [];
+  for (const ip of clusterDNS) {
+    if (!isValidIP(ip)) invalid(`clusterDNS (--cluster-dns) ${JSON.stringify(ip)} is not an IP address`);
   }
   const tlsCertFile = flags.tlsCertFile ?? f.tlsCertFile;
   const tlsPrivateKeyFile = flags.tlsPrivateKeyFile ?? f.tlsPrivateKeyFile;
@@ -541,6 +888,51 @@ export function resolveKubeletCommandConfig(input: {
     logLevel: logLevel as KubeletLogLevel,
     configFile: input.file?.path,
     ignoredFields: input.file?.ignoredFields ?? [],
+    cluster,
+    clusterDNS,
+    clusterDomain: flags.clusterDomain ?? f.clusterDomain ?? "",
+    nodeIPs,
+  };
+}
+
+function resolveClusterConfig(
+  flags: KubeletExplicitFlags,
+  f: KubeletFileSettings,
+  invalid: (msg: string) => never,
+): KubeletClusterConfig | undefined {
+  if (flags.kubeconfig === undefined) {
+    if (flags.bootstrapKubeconfig !== undefined)
+      invalid("--bootstrap-kubeconfig needs --kubeconfig (where the obtained credentials are written)");
+    return undefined;
+  }
+  const mode = flags.authorizationMode ?? f.authorizationMode ?? "Webhook";
+  if (!(KUBELET_AUTHORIZATION_MODES as readonly string[]).includes(mode)) {
+    invalid(
+      `authorization.mode (--authorization-mode) ${JSON.stringify(mode)} is not one of ${KUBELET_AUTHORIZATION_MODES.join(", ")}`,
+    );
+  }
+  const updateMs =
+    flags.nodeStatusUpdateFrequencyMs ??
+    f.nodeStatusUpdateFrequencyMs ??
+    parseDuration(KUBELET_DEFAULTS.nodeStatusUpdateFrequency);
+  const reportMs = f.nodeStatusReportFrequencyMs ?? parseDuration(KUBELET_DEFAULTS.nodeStatusReportFrequency);
+  if (updateMs <= 0)
+    invalid("nodeStatusUpdateFrequency (--node-status-update-frequency) must be greater than 0");
+  return {
+    kubeconfig: flags.kubeconfig,
+    bootstrapKubeconfig: flags.bootstrapKubeconfig,
+    rotateCertificates: flags.rotateCertificates ?? f.rotateCertificates ?? false,
+    registerNode: flags.registerNode ?? f.registerNode ?? true,
+    nodeLabels: flags.nodeLabels ?? {},
+    registerWithTaints: flags.registerWithTaints ?? f.registerWithTaints ?? [],
+    nodeStatusUpdateFrequencyMs: updateMs,
+    nodeStatusReportFrequencyMs: Math.max(reportMs, updateMs),
+    auth: {
+      clientCAFile: flags.clientCAFile ?? f.clientCAFile,
+      tokenWebhook: flags.authenticationWebhook ?? f.authenticationWebhook ?? true,
+      anonymous: flags.anonymousAuth ?? f.anonymousAuth ?? false,
+      authorizationMode: mode as KubeletAuthorizationMode,
+    },
   };
 }
 

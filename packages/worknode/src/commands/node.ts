@@ -160,6 +160,10 @@ export const nodeCommand: Command = {
       logLevel: level as (typeof LOG_LEVELS)[number],
       configFile: undefined,
       ignoredFields: [],
+      cluster: undefined,
+      clusterDNS: [],
+      clusterDomain: "",
+      nodeIPs: [],
     };
     return runStandaloneNode({
       kubelet,
