@@ -95,6 +95,8 @@ export function apiserverArgs(input: ApiserverArgsInput): string[] {
     `--proxy-client-cert-file=${pki.frontProxyClient.certPath}`,
     `--proxy-client-key-file=${pki.frontProxyClient.keyPath}`,
     "--enable-bootstrap-token-auth=true",
+    // As kubeadm: reach kubelets by IP first (a test node's host name does not resolve).
+    "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
     "--allow-privileged=true",
     "--endpoint-reconciler-type=none",
     "--profiling=false",
