@@ -31,3 +31,5 @@ export * from "./runtime-status.js";
 export * from "./sandbox-config.js";
 export * from "./server/index.js";
 export * from "./status-merge.js";
+export * from "./node/index.js";
+export * from "./credentials/index.js";
