@@ -350,12 +350,16 @@ authorization:
       expect(err).toBeInstanceOf(ConfigError);
       return (err as Error).message;
     };
-    expect(await usage(["--kubeconfig=/k", "--register-with-taints=a=b"])).toContain('"a=b" has no effect');
-    expect(await usage(["--kubeconfig=/k", "--register-with-taints=a=b:Sometimes"])).toContain(
-      'taint effect "Sometimes" is not one of NoSchedule, PreferNoSchedule, NoExecute',
+    expect(await usage(["--kubeconfig=/k", "--register-with-taints=a=b"])).toContain(
+      '--register-with-taints: invalid taint "a=b": expected key=value:Effect',
     );
-    expect(await usage(["--node-labels=novalue"])).toContain('"novalue" is not key=value');
-    expect(await usage(["--node-labels=bad key=x"])).toContain("is not a qualified name");
+    expect(await usage(["--kubeconfig=/k", "--register-with-taints=a=b:Sometimes"])).toContain(
+      "effect must be one of NoSchedule, PreferNoSchedule, NoExecute",
+    );
+    expect(await usage(["--node-labels=novalue"])).toContain(
+      'invalid node label "novalue": expected key=value',
+    );
+    expect(await usage(["--node-labels=bad key=x"])).toContain("--node-labels: invalid node labels");
     expect(await usage(["--node-ip=10.0.0.1,10.0.0.2"])).toContain("at most one IPv4 and one IPv6");
     expect(await usage(["--node-ip=host"])).toContain('--node-ip: "host" is not an IP address');
     expect(await usage(["--cluster-dns=dns"])).toContain('--cluster-dns: "dns" is not an IP address');
@@ -374,6 +378,6 @@ authorization:
       await usage(["--config=/k.yaml"], {
         "/k.yaml": `${HEADER}registerWithTaints: [{ key: a, effect: Never }]\n`,
       }),
-    ).toContain('registerWithTaints: [0]: taint effect "Never"');
+    ).toContain('registerWithTaints: [0]: invalid taint "a:Never"');
   });
 });

@@ -27,6 +27,7 @@
  */
 import path from "node:path";
 import { ConfigError, isValidIP, parseDuration } from "@worknode/core";
+import { parseNodeLabels, parseTaint, parseTaints, type Taint } from "@worknode/kubelet";
 import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec, parseFlags } from "../flags.js";
 import { preprocessArgs } from "./proxy-config.js";
@@ -60,15 +61,8 @@ export const KUBELET_AUTHORIZATION_MODES = ["AlwaysAllow", "Webhook"] as const;
 /** An `authorization.mode` value. */
 export type KubeletAuthorizationMode = (typeof KUBELET_AUTHORIZATION_MODES)[number];
 
-/** Taint effects of `--register-with-taints`. */
-export const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
-
-/** A taint the node registers with. */
-export interface RegisterTaint {
-  readonly key: string;
-  readonly value?: string;
-  readonly effect: (typeof TAINT_EFFECTS)[number];
-}
+/** A taint the node registers with (`--register-with-taints`). */
+export type RegisterTaint = Taint;
 
 /** The flags of `worknode kubelet`, with kubelet's names. */
 export const KUBELET_FLAGS = {
@@ -603,81 +597,38 @@ function parseTaintList(v: unknown, fail: (msg: string) => never): RegisterTaint
     if (typeof key !== "string") fail(`[${i}].key: expected a string, got ${describeValue(key)}`);
     if (value != null && typeof value !== "string")
       fail(`[${i}].value: expected a string, got ${describeValue(value)}`);
-    return validateTaint(key as string, (value as string | undefined) || undefined, effect, (m) =>
-      fail(`[${i}]: ${m}`),
-    );
+    if (typeof effect !== "string") fail(`[${i}].effect: expected a string, got ${describeValue(effect)}`);
+    try {
+      return parseTaint(value ? `${key}=${value}:${effect}` : `${key}:${effect}`);
+    } catch (err) {
+      return fail(`[${i}]: ${(err as Error).message}`);
+    }
   });
 }
 
-const QUALIFIED_NAME =
-  /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
-
-function validateTaint(
-  key: string,
-  value: string | undefined,
-  effect: unknown,
-  fail: (m: string) => never,
-): RegisterTaint {
-  if (!QUALIFIED_NAME.test(key) || key.length > 316)
-    fail(`taint key ${JSON.stringify(key)} is not a qualified name`);
-  if (value !== undefined && (value.length > 63 || !LABEL_VALUE.test(value)))
-    fail(`taint value ${JSON.stringify(value)} is not a valid label value`);
-  if (typeof effect !== "string" || !(TAINT_EFFECTS as readonly string[]).includes(effect))
-    fail(`taint effect ${JSON.stringify(effect)} is not one of ${TAINT_EFFECTS.join(", ")}`);
-  return { key, ...(value !== undefined ? { value } : {}), effect: effect as RegisterTaint["effect"] };
-}
-
 /**
- * Parses kubelet's `--register-with-taints` syntax: `key=value:Effect` or
- * `key:Effect`, comma-separated.
+ * Parses kubelet's `--register-with-taints` syntax (`key=value:Effect` or
+ * `key:Effect`, comma-separated) as a usage error on bad input.
  * @throws CliUsageError naming the bad taint
  */
 export function parseTaintsFlag(text: string): RegisterTaint[] {
-  const fail = (m: string): never => {
-    throw new CliUsageError(`--register-with-taints: ${m}`);
-  };
-  return text
-    .split(",")
-    .map((t) => t.trim())
-    .filter((t) => t !== "")
-    .map((t) => {
-      const colon = t.lastIndexOf(":");
-      if (colon < 0) fail(`${JSON.stringify(t)} has no effect (key=value:Effect)`);
-      const kv = t.slice(0, colon);
-      const eq = kv.indexOf("=");
-      return validateTaint(
-        eq < 0 ? kv : kv.slice(0, eq),
-        eq < 0 ? undefined : kv.slice(eq + 1),
-        t.slice(colon + 1),
-        fail,
-      );
-    });
+  try {
+    return parseTaints(text);
+  } catch (err) {
+    throw new CliUsageError(`--register-with-taints: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /**
- * Parses kubelet's `--node-labels` syntax: `key=value,key2=value2`.
+ * Parses kubelet's `--node-labels` syntax (`key=value,key2=value2`) as a usage error on bad input.
  * @throws CliUsageError naming the bad label
  */
 export function parseNodeLabelsFlag(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of text
-    .split(",")
-    .map((p) => p.trim())
-    .filter((p) => p !== "")) {
-    const eq = part.indexOf("=");
-    if (eq < 0) throw new CliUsageError(`--node-labels: ${JSON.stringify(part)} is not key=value`);
-    const key = part.slice(0, eq);
-    const value = part.slice(eq + 1);
-    if (!QUALIFIED_NAME.test(key))
-      throw new CliUsageError(`--node-labels: key ${JSON.stringify(key)} is not a qualified name`);
-    if (value.length > 63 || !LABEL_VALUE.test(value))
-      throw new CliUsageError(
-        `--node-labels: value ${JSON.stringify(value)} of ${key} is not a valid label value`,
-      );
-    out[key] = value;
+  try {
+    return parseNodeLabels(text);
+  } catch (err) {
+    throw new CliUsageError(`--node-labels: ${(err as Error).message}`, { cause: err });
   }
-  return out;
 }
 
 function parseIPList(flag: string, text: string): string[] {
