@@ -199,17 +199,27 @@ export function podVolumeDirectory(
 }
 
 /**
- * The host path of a pod volume for the volume kinds the standalone kubelet
- * supports: `hostPath` (its path) and `emptyDir` (under the pod directory, plugin
- * `kubernetes.io~empty-dir`). Other kinds return `undefined`.
+ * The host path of a pod volume: `hostPath` (its path), `emptyDir`, `configMap`,
+ * `secret`, `downwardAPI` and `projected` (under the pod directory, plugins
+ * `kubernetes.io~empty-dir`, `~configmap`, `~secret`, `~downward-api`,
+ * `~projected`). Other kinds return `undefined`.
  */
 export function volumeHostPath(pod: Pod, volumeName: string, rootDir: string): string | undefined {
   const v = pod.spec?.volumes?.find((x) => x.name === volumeName);
   if (!v) return undefined;
   if (v.hostPath) return v.hostPath.path;
-  if (v.emptyDir)
-    return podVolumeDirectory(rootDir, pod.metadata?.uid ?? "", "kubernetes.io~empty-dir", volumeName);
-  return undefined;
+  const plugin = v.emptyDir
+    ? "kubernetes.io~empty-dir"
+    : v.configMap
+      ? "kubernetes.io~configmap"
+      : v.secret
+        ? "kubernetes.io~secret"
+        : v.downwardAPI
+          ? "kubernetes.io~downward-api"
+          : v.projected
+            ? "kubernetes.io~projected"
+            : undefined;
+  return plugin ? podVolumeDirectory(rootDir, pod.metadata?.uid ?? "", plugin, volumeName) : undefined;
 }
 
 function checkSubPath(sub: string, what: string): void {

@@ -102,6 +102,20 @@ function podDnsType(pod: Pod): DnsType {
   return "cluster";
 }
 
+/**
+ * True when the pod asks for cluster DNS but the kubelet has no `clusterDNS`
+ * servers, so it falls back to `Default` (kubelet then records a
+ * `MissingClusterDNS` warning event).
+ */
+export function clusterDnsMissing(pod: Pod, ctx: Pick<DnsContext, "clusterDNS">): boolean {
+  return podDnsType(pod) === "cluster" && ctx.clusterDNS.length === 0;
+}
+
+/** kubelet's `MissingClusterDNS` event message for a pod. */
+export function missingClusterDnsMessage(formattedPod: string): string {
+  return `pod: "${formattedPod}". kubelet does not have ClusterDNS IP configured and cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.`;
+}
+
 /** The pod's DNS configuration (see the module notes). */
 export function podDnsConfig(pod: Pod, ctx: DnsContext): DnsConfigSpec {
   const host = ctx.hostResolvConf;

@@ -5,9 +5,14 @@
  *
  * Order of evaluation follows kubelet: `envFrom` sources first, then `env` in
  * declaration order; a literal `value` is expanded against the variables defined
- * so far; a later variable of the same name replaces the earlier one. Service
- * link variables are not produced (no Services in standalone mode). Unlike kubelet,
- * which emits a Go map in random order, the result keeps first-definition order.
+ * so far and the service variables; a later variable of the same name replaces
+ * the earlier one. Service variables (`serviceEnv`, see `serviceEnvironment`)
+ * come last, for the names not defined explicitly. A missing ConfigMap or Secret
+ * fails with kubelet's `configmap "name" not found` unless the reference is
+ * `optional`; an object that could not be read for another reason fails even
+ * then. `envFrom` keys that are not valid variable names are skipped and
+ * reported through `onInvalidKeys`. Unlike kubelet, which emits a Go map in
+ * random order, the result keeps first-definition order.
  *
  * @module
  */
@@ -57,6 +62,15 @@ export interface EnvironmentContext {
   readonly configMaps?: ReadonlyMap<string, Readonly<Record<string, string>>>;
   /** Secrets of the pod's namespace by name (decoded `data`); none in standalone mode. */
   readonly secrets?: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /**
+   * Objects that could not be read for a reason other than "not found", by
+   * `configmap/<name>` or `secret/<name>`, with the message to report.
+   */
+  readonly objectErrors?: ReadonlyMap<string, string>;
+  /** Service environment variables (defaults for names not set explicitly). */
+  readonly serviceEnv?: readonly EnvEntry[];
+  /** Called with the `envFrom` keys skipped as invalid names (kubelet's `InvalidEnvironmentVariableNames` event). */
+  readonly onInvalidKeys?: (kind: "configMap" | "secret", name: string, keys: readonly string[]) => void;
 }
 
 const SUPPORTED_FIELD_PATHS = new Set([
@@ -201,34 +215,46 @@ const ENV_NAME_RE = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
  */
 export function makeEnvironment(pod: Pod, container: Container, ctx: EnvironmentContext): EnvEntry[] {
   const env = new Map<string, string>();
+  const service = new Map((ctx.serviceEnv ?? []).map((e) => [e.key, e.value]));
   const ns = pod.metadata?.namespace ?? "";
+  /** The object's data; `undefined` when it is missing and the reference optional. */
+  const objectData = (
+    kind: "configmap" | "secret",
+    name: string,
+    optional: boolean | undefined,
+  ): Readonly<Record<string, string>> | undefined => {
+    const data = (kind === "configmap" ? ctx.configMaps : ctx.secrets)?.get(name);
+    if (data) return data;
+    const err = ctx.objectErrors?.get(`${kind}/${name}`);
+    if (err !== undefined) throw new ContainerConfigError(err);
+    if (optional) return undefined;
+    throw new ContainerConfigError(`${kind} "${name}" not found`);
+  };
   for (const from of container.envFrom ?? []) {
     const prefix = from.prefix ?? "";
     let data: Readonly<Record<string, string>> | undefined;
+    let kind: "configMap" | "secret" = "configMap";
+    let name = "";
     if (from.configMapRef) {
-      data = ctx.configMaps?.get(from.configMapRef.name ?? "");
-      if (!data && !from.configMapRef.optional) {
-        throw new ContainerConfigError(
-          `configmap "${from.configMapRef.name ?? ""}" not found in namespace "${ns}"`,
-        );
-      }
+      name = from.configMapRef.name ?? "";
+      data = objectData("configmap", name, from.configMapRef.optional);
     } else if (from.secretRef) {
-      data = ctx.secrets?.get(from.secretRef.name ?? "");
-      if (!data && !from.secretRef.optional) {
-        throw new ContainerConfigError(
-          `secret "${from.secretRef.name ?? ""}" not found in namespace "${ns}"`,
-        );
-      }
+      kind = "secret";
+      name = from.secretRef.name ?? "";
+      data = objectData("secret", name, from.secretRef.optional);
     }
+    const invalid: string[] = [];
     for (const [k, v] of Object.entries(data ?? {})) {
       const key = prefix + k;
       if (ENV_NAME_RE.test(key)) env.set(key, v);
+      else invalid.push(key);
     }
+    if (invalid.length > 0) ctx.onInvalidKeys?.(kind, `${ns}/${name}`, invalid.sort());
   }
   for (const e of container.env ?? []) {
     let value = "";
     if (e.value) {
-      value = expandVariables(e.value, (n) => env.get(n));
+      value = expandVariables(e.value, (n) => env.get(n) ?? service.get(n));
     } else if (e.valueFrom) {
       const vf = e.valueFrom;
       if (vf.fieldRef) {
@@ -243,24 +269,29 @@ export function makeEnvironment(pod: Pod, container: Container, ctx: Environment
         value = containerResourceValue(container, ref.resource, ref.divisor, ctx.nodeAllocatable);
       } else if (vf.configMapKeyRef) {
         const ref = vf.configMapKeyRef;
-        const v = ctx.configMaps?.get(ref.name ?? "")?.[ref.key];
-        if (v === undefined && !ref.optional) {
+        const data = objectData("configmap", ref.name ?? "", ref.optional);
+        if (!data) continue;
+        const v = data[ref.key];
+        if (v === undefined) {
+          if (ref.optional) continue;
           throw new ContainerConfigError(`couldn't find key ${ref.key} in ConfigMap ${ns}/${ref.name ?? ""}`);
         }
-        if (v === undefined) continue;
         value = v;
       } else if (vf.secretKeyRef) {
         const ref = vf.secretKeyRef;
-        const v = ctx.secrets?.get(ref.name ?? "")?.[ref.key];
-        if (v === undefined && !ref.optional) {
+        const data = objectData("secret", ref.name ?? "", ref.optional);
+        if (!data) continue;
+        const v = data[ref.key];
+        if (v === undefined) {
+          if (ref.optional) continue;
           throw new ContainerConfigError(`couldn't find key ${ref.key} in Secret ${ns}/${ref.name ?? ""}`);
         }
-        if (v === undefined) continue;
         value = v;
       }
     }
     env.set(e.name, value);
   }
+  for (const [k, v] of service) if (!env.has(k)) env.set(k, v);
   return [...env].map(([key, value]) => ({ key, value }));
 }
 

@@ -9,17 +9,24 @@
  */
 
 export * from "./admission.js";
+export * from "./api/index.js";
+export * from "./api-objects/index.js";
 export * from "./container-config.js";
 export * from "./container-hash.js";
 export * from "./crash-loop.js";
+export * from "./credentials/index.js";
 export * from "./dns.js";
 export * from "./env.js";
+export * from "./events/index.js";
 export * from "./expansion.js";
 export * from "./labels.js";
 export * from "./log-paths.js";
+export * from "./logs/index.js";
+export * from "./node/index.js";
 export * from "./pod-actions.js";
 export * from "./pod-conditions.js";
 export * from "./pod-spec.js";
+export * from "./pod-start-latency.js";
 export * from "./pod-status.js";
 export * from "./probe-tracker.js";
 export * from "./probes/index.js";
@@ -31,5 +38,4 @@ export * from "./runtime-status.js";
 export * from "./sandbox-config.js";
 export * from "./server/index.js";
 export * from "./status-merge.js";
-export * from "./node/index.js";
-export * from "./credentials/index.js";
+export * from "./volumes/index.js";

@@ -29,13 +29,19 @@ import {
 } from "@worknode/core";
 import type { CriClient } from "@worknode/cri";
 import { type AdmissionNode, admitPod, DEFAULT_MAX_PODS, rejectedPodStatus } from "../admission.js";
+import { ExitRecordingKiller } from "../api/exit-recorder.js";
+import { deletionGracePeriodSeconds, finalPodStatus } from "../api/pod-deletion.js";
+import type { PodObjectProvider } from "../api-objects/provider.js";
 import { CRASH_LOOP_INITIAL_MS, CRASH_LOOP_MAX_MS, CRASH_LOOP_RESET_MS } from "../crash-loop.js";
 import { parseResolvConf, type ResolvConf } from "../dns.js";
 import type { NodeAllocatable } from "../env.js";
+import type { EventRecorder } from "../events/event-recorder.js";
 import { DEFAULT_POD_LOGS_ROOT } from "../log-paths.js";
-import type { PodStatus } from "../pod-spec.js";
+import { ContainerLogManager } from "../logs/container-log-manager.js";
+import { type LogRotationPolicy, logRotationPolicy } from "../logs/log-rotation-plan.js";
+import { isPodDeleted, type PodStatus } from "../pod-spec.js";
+import { PodStartLatencyTracker } from "../pod-start-latency.js";
 import { ProbeHandlers } from "../probes/probe-handlers.js";
-import { ContainerKiller } from "./container-killer.js";
 import { ImagePuller, newImagePullBackoff } from "./image-puller.js";
 import { DEFAULT_RELIST_PERIOD_MS, Pleg } from "./pleg.js";
 import { killPodRuntime } from "./pod-killer.js";
@@ -95,8 +101,35 @@ export interface KubeletOptions {
   readonly runtimeName?: string;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /**
+   * ConfigMaps, Secrets, service-account tokens and Services for pods (an
+   * `ApiPodObjectProvider` with the node's credentials); default none: such reads
+   * fail with the standalone kubelet's reason.
+   */
+  readonly objects?: PodObjectProvider;
+  /** Pod lifecycle events (an `ApiEventRecorder`); default logged only. */
+  readonly recorder?: EventRecorder;
   /** Called with each new status of a pod (for an API-server status manager later). */
   readonly onStatus?: (pod: Pod, status: PodStatus) => void;
+  /**
+   * Called once a pod's termination finished (its containers stopped and removed),
+   * with its final status (terminal phase, containers terminated with their exit
+   * codes): the status manager writes it and deletes a deleted API pod.
+   */
+  readonly onPodTerminated?: (pod: Pod, finalStatus: PodStatus) => void;
+  /**
+   * Called once per pod when every app container first runs, with the seconds
+   * since the kubelet first saw the pod (`kubelet_pod_start_duration_seconds`,
+   * e.g. `KubeletMetrics.observePodStart`).
+   */
+  readonly onPodStarted?: (pod: Pod, startDurationSeconds: number) => void;
+  /**
+   * Container log rotation (`containerLogMaxSize` / `containerLogMaxFiles`); default
+   * kubelet's 10Mi and 5 files; `false` turns rotation off.
+   */
+  readonly containerLogRotation?: LogRotationPolicy | false;
+  /** How often container logs are checked for rotation; default 10 s. */
+  readonly containerLogMonitorIntervalMs?: number;
 }
 
 /** A CrashLoopBackOff with kubelet's cap and reset but another initial delay (tests). */
@@ -148,8 +181,13 @@ export class Kubelet {
   /** Termination in progress by pod full name (`namespace/name`): a new pod of that name waits for it. */
   private readonly nameTermination = new Map<string, Promise<void>>();
   private readonly statuses = new Map<string, PodStatus>();
+  /** UIDs of deleted pods (`deletionTimestamp`) terminated or terminating: never run again. */
+  private readonly deletedUids = new Set<string>();
+  private readonly killer: ExitRecordingKiller;
   private readonly detach: Array<() => void> = [];
   private housekeepingTimer: TimerHandle | undefined;
+  private readonly podStartLatency = new PodStartLatencyTracker();
+  private readonly logManager: ContainerLogManager | undefined;
   private started = false;
   private stopped = false;
   private synced = false;
@@ -159,6 +197,7 @@ export class Kubelet {
     this.logger = (options.logger ?? silentLogger()).child({ component: "kubelet" });
     const client = options.client;
     this.inspector = new RuntimeInspector(client);
+    this.killer = new ExitRecordingKiller({ client, clock: this.clock, logger: this.logger });
     const nodeIPs = options.nodeIPs ?? defaultNodeIPs();
     const allocatable = options.allocatable ?? {
       cpuMilli: cpus().length * 1000,
@@ -179,7 +218,7 @@ export class Kubelet {
         clock: this.clock,
         logger: this.logger,
       }),
-      killer: new ContainerKiller({ client, clock: this.clock, logger: this.logger }),
+      killer: this.killer,
       probeRunner: options.probeRunner ?? new ProbeHandlers({ runtime: client.runtime, logger: this.logger }),
       crashLoopBackoff: options.crashLoopBackoff ?? newCrashLoopBackoffWith(),
       crashLoopResetAfterMs: options.crashLoopResetAfterMs ?? CRASH_LOOP_RESET_MS,
@@ -199,9 +238,13 @@ export class Kubelet {
       runtimeName: options.runtimeName ?? "containerd",
       resyncIntervalMs: options.resyncIntervalMs ?? 10_000,
       errorRetryMs: options.errorRetryMs ?? 2000,
+      ...(options.objects ? { objects: options.objects } : {}),
+      ...(options.recorder ? { recorder: options.recorder } : {}),
       onStatus: (pod, status) => {
         const uid = pod.metadata?.uid ?? "";
         if (this.entries.get(uid)?.worker || this.terminating.has(uid)) this.statuses.set(uid, status);
+        const started = this.podStartLatency.observeStatus(pod, status, this.clock.monotonic());
+        if (started !== undefined) options.onPodStarted?.(pod, started);
         options.onStatus?.(pod, status);
       },
     };
@@ -214,6 +257,17 @@ export class Kubelet {
         for (const uid of uids) this.entries.get(uid)?.worker?.wake();
       },
     });
+    if (options.containerLogRotation !== false) {
+      this.logManager = new ContainerLogManager({
+        client,
+        policy: options.containerLogRotation ?? logRotationPolicy(),
+        clock: this.clock,
+        logger: this.logger,
+        ...(options.containerLogMonitorIntervalMs !== undefined
+          ? { monitorIntervalMs: options.containerLogMonitorIntervalMs }
+          : {}),
+      });
+    }
   }
 
   /**
@@ -244,6 +298,7 @@ export class Kubelet {
     await this.housekeeping();
     this.pleg.start();
     this.scheduleHousekeeping();
+    this.logManager?.start();
   }
 
   /**
@@ -255,6 +310,7 @@ export class Kubelet {
     this.stopped = true;
     for (const d of this.detach.splice(0)) d();
     this.housekeepingTimer?.cancel();
+    await this.logManager?.stop();
     await this.pleg.stop();
     const workers = [...this.entries.values()].flatMap((e) => (e.worker ? [e.worker] : []));
     await Promise.all([...workers, ...this.terminating.values()].map((w) => w.stop()));
@@ -317,16 +373,27 @@ export class Kubelet {
     if (this.stopped) return;
     const uid = pod.metadata?.uid ?? "";
     if (!uid) return;
+    this.podStartLatency.podSeen(uid, this.clock.monotonic());
+    if (this.deletedUids.has(uid)) return;
     const existing = this.entries.get(uid);
     if (existing) {
       existing.pod = pod;
       existing.worker?.update(pod);
+      if (isPodDeleted(pod)) this.terminatePod(uid, pod, true);
+      return;
+    }
+    if (isPodDeleted(pod)) {
+      // Deleted before it ran here (or while the kubelet was down): stop what may run, then report.
+      this.entries.set(uid, { pod, worker: new PodWorker(pod, this.deps) });
+      this.terminatePod(uid, pod, true);
       return;
     }
     const verdict = admitPod(pod, this.activePods(), this.node);
     if (!verdict.admit) {
       this.logger.warn({ pod: objectKey(pod), reason: verdict.reason }, verdict.message);
-      this.entries.set(uid, { pod, rejected: rejectedPodStatus(pod, verdict, this.clock.now()) });
+      const rejected = rejectedPodStatus(pod, verdict, this.clock.now());
+      this.entries.set(uid, { pod, rejected });
+      this.options.onStatus?.(pod, rejected);
       return;
     }
     const worker = new PodWorker(pod, this.deps);
@@ -352,19 +419,56 @@ export class Kubelet {
 
   private handleDelete(pod: Pod): void {
     const uid = pod.metadata?.uid ?? "";
+    this.deletedUids.delete(uid);
+    this.terminatePod(uid, pod, false);
+  }
+
+  /**
+   * Terminates a known pod: removed from its source, or `deleted` (its API object
+   * got a `deletionTimestamp`: killed with the deletion's grace period, never run
+   * again). Once done, reports the final status through `onPodTerminated`.
+   */
+  private terminatePod(uid: string, pod: Pod, deleted: boolean): void {
     const e = this.entries.get(uid);
     if (!e) return;
     this.entries.delete(uid);
-    if (!e.worker) return;
+    this.podStartLatency.forget(uid);
+    if (deleted) this.deletedUids.add(uid);
+    if (!e.worker) {
+      if (e.rejected) this.options.onPodTerminated?.(pod, e.rejected);
+      return;
+    }
     const worker = e.worker;
     this.terminating.set(uid, worker);
     const key = objectKey(pod);
-    const done = worker.terminate().finally(() => {
-      this.terminating.delete(uid);
-      this.statuses.delete(uid);
-      if (this.nameTermination.get(key) === done) this.nameTermination.delete(key);
-    });
+    const done = worker
+      .terminate(deleted ? deletionGracePeriodSeconds(pod) : undefined)
+      .then(() => this.reportTerminated(uid, worker.currentPod, this.statuses.get(uid) ?? worker.status))
+      .finally(() => {
+        this.terminating.delete(uid);
+        this.statuses.delete(uid);
+        if (this.nameTermination.get(key) === done) this.nameTermination.delete(key);
+      });
     this.nameTermination.set(key, done);
+  }
+
+  private reportTerminated(uid: string, pod: Pod, last: PodStatus | undefined): void {
+    const ids = [...(last?.initContainerStatuses ?? []), ...(last?.containerStatuses ?? [])].map((c) =>
+      (c.containerID ?? "").replace(/^[^:]*:\/\//, ""),
+    );
+    const exits = this.killer.take(ids);
+    if (!this.options.onPodTerminated) return;
+    try {
+      const final = finalPodStatus(pod, last, {
+        now: this.clock.now(),
+        nodeIPs: this.deps.nodeIPs,
+        runtimeName: this.deps.runtimeName,
+        exits,
+      });
+      this.options.onPodTerminated(pod, final);
+    } catch (err) {
+      this.logger.warn({ pod: objectKey(pod), uid, err: describeError(err) }, "onPodTerminated failed");
+    }
   }
 
   private scheduleHousekeeping(): void {

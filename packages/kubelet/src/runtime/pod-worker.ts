@@ -6,6 +6,15 @@
  * schedules the next sync (CrashLoopBackOff end, errors, periodic resync).
  * Probes run on their own timers and wake the worker when a result changes.
  *
+ * Every sync also sets up (or updates) the pod's volumes, including the
+ * API-backed ones read through the {@link PodObjectProvider}; a volume that
+ * cannot be set up holds the containers that still have to start in
+ * `ContainerCreating` (retried) and is reported as a `FailedMount` event.
+ * Environment references (ConfigMaps, Secrets, Services) and image pull
+ * secrets are read through the same provider. Lifecycle events (Pulling,
+ * Pulled, Created, Started, Killing, BackOff, Unhealthy, FailedMount, Failed,
+ * FailedCreatePodSandBox …) go to the {@link EventRecorder}.
+ *
  * @module
  */
 import { mkdir, readdir } from "node:fs/promises";
@@ -19,9 +28,32 @@ import {
   type TimerHandle,
 } from "@worknode/core";
 import { type CriClient, type DeepPartial, isCriStatus, type PodSandboxConfig } from "@worknode/cri";
+import {
+  keyringEntriesFromSecret,
+  lookupCredentials,
+  type RegistryAuth,
+} from "../api-objects/credential-keyring.js";
+import {
+  isObjectNotFound,
+  type PodObjectProvider,
+  StandalonePodObjectProvider,
+} from "../api-objects/provider.js";
+import { serviceEnvironment } from "../api-objects/service-env.js";
 import { buildContainerConfig } from "../container-config.js";
-import type { DnsContext } from "../dns.js";
-import { ContainerConfigError, type NodeAllocatable } from "../env.js";
+import { clusterDnsMissing, type DnsContext, missingClusterDnsMessage } from "../dns.js";
+import {
+  ContainerConfigError,
+  type EnvEntry,
+  type EnvironmentContext,
+  type NodeAllocatable,
+} from "../env.js";
+import {
+  EventReason,
+  type EventRecorder,
+  type EventType,
+  LoggingEventRecorder,
+  podReference,
+} from "../events/event-recorder.js";
 import { podLogDirectory, restartCountFromLogFiles } from "../log-paths.js";
 import { type ContainerToStart, computePodActions } from "../pod-actions.js";
 import {
@@ -43,6 +75,7 @@ import {
 } from "../runtime-status.js";
 import { buildSandboxConfig } from "../sandbox-config.js";
 import { mergeStatus } from "../status-merge.js";
+import { secretData } from "../volumes/projection.js";
 import type { ContainerKiller } from "./container-killer.js";
 import { toCriContainerConfig, toCriSandboxConfig } from "./cri-adapter.js";
 import { ImagePullError, type ImagePuller } from "./image-puller.js";
@@ -52,7 +85,7 @@ import type { RuntimeInspector } from "./runtime-state.js";
 import {
   cleanUpPodDirectory,
   makeTerminationMessageFile,
-  setUpPodVolumes,
+  setUpAllPodVolumes,
   writeEtcHosts,
 } from "./volumes.js";
 
@@ -86,6 +119,13 @@ export interface PodWorkerDeps {
   readonly errorRetryMs: number;
   /** Called with every new status of the pod. */
   readonly onStatus: (pod: Pod, status: PodStatus) => void;
+  /**
+   * ConfigMaps, Secrets, tokens and Services pods reference; default
+   * {@link StandalonePodObjectProvider} (every read fails: no API server).
+   */
+  readonly objects?: PodObjectProvider;
+  /** Where pod lifecycle events go; default a {@link LoggingEventRecorder}. */
+  readonly recorder?: EventRecorder;
 }
 
 type Phase = "running" | "terminating" | "terminated";
@@ -109,6 +149,8 @@ export class PodWorker {
   private terminated: Promise<void> | undefined;
   private resolveTerminated: (() => void) | undefined;
   private readonly logger: Logger;
+  private readonly objects: PodObjectProvider;
+  private readonly recorder: EventRecorder;
   private syncCount = 0;
 
   constructor(
@@ -117,6 +159,8 @@ export class PodWorker {
   ) {
     this.pod = pod;
     this.logger = deps.logger.child({ pod: formatPod(pod) });
+    this.objects = deps.objects ?? new StandalonePodObjectProvider();
+    this.recorder = deps.recorder ?? new LoggingEventRecorder(this.logger);
     this.resetProbes();
   }
 
@@ -315,9 +359,17 @@ export class PodWorker {
         probe,
         tracker.settings.timeoutMs,
       );
+      if (r === "failure")
+        this.record(name, "Warning", EventReason.ContainerUnhealthy, `${probeTitle(kind)} probe failed`);
       return tracker.record(r);
     } catch (e) {
       this.logger.debug({ container: name, kind, err: describeError(e) }, "probe could not run");
+      this.record(
+        name,
+        "Warning",
+        EventReason.ContainerUnhealthy,
+        `${probeTitle(kind)} probe errored: ${describeError(e)}`,
+      );
       return tracker.record("error");
     }
   }
@@ -354,10 +406,25 @@ export class PodWorker {
 
     for (const b of actions.backoff) {
       this.waiting.set(b.name, { reason: "CrashLoopBackOff", message: b.message });
+      this.record(
+        b.name,
+        "Warning",
+        EventReason.BackOffStartContainer,
+        `Back-off restarting failed container ${b.name} in pod ${formatPod(pod)}`,
+      );
       nextAt = Math.min(nextAt, b.untilMs + 50);
     }
 
     if (actions.killPod) {
+      if (actions.createSandbox && rs.sandboxes.length > 0) {
+        this.record(
+          undefined,
+          "Normal",
+          EventReason.SandboxChanged,
+          "Pod sandbox changed, it will be killed and re-created.",
+        );
+      }
+      this.recordStopping(rs);
       await killPodRuntime(d.client, d.killer, rs, { pod });
       changed = true;
       if (!actions.createSandbox) this.terminal = true;
@@ -365,6 +432,13 @@ export class PodWorker {
       for (const k of actions.containersToKill) {
         const c = rs.containers.find((x) => x.id === k.id);
         this.logger.info({ container: k.name, reason: k.reason }, k.message);
+        const restarts = actions.containersToStart.some((t) => t.name === k.name);
+        this.record(
+          k.name,
+          "Normal",
+          EventReason.KillingContainer,
+          restarts ? `${k.message}, will be restarted` : `Stopping container ${k.name}`,
+        );
         if (c) {
           await d.killer.kill(killTargetOf(c, pod, undefined, rs.ips[0]));
           changed = true;
@@ -379,6 +453,17 @@ export class PodWorker {
       actions.createSandbox ||
       actions.nextInitContainerToStart !== undefined ||
       actions.containersToStart.length > 0;
+    // Volumes are set up (and updated from their sources) on every sync of a live pod.
+    const mountFailure = this.terminal ? undefined : await this.syncVolumes(rs.ips);
+    if (wantsStart && mountFailure !== undefined) {
+      for (const c of [...initContainers(pod), ...appContainers(pod)]) {
+        if (!rs.containers.some((x) => x.name === c.name)) {
+          this.waiting.set(c.name, { reason: "ContainerCreating", message: mountFailure });
+        }
+      }
+      this.publishStatus(rs);
+      return Math.min(nextAt, d.clock.now() + d.errorRetryMs);
+    }
     if (wantsStart) {
       const spec = buildSandboxConfig(pod, {
         ...d.dns,
@@ -387,20 +472,32 @@ export class PodWorker {
       });
       sandboxConfig = toCriSandboxConfig(spec);
       if (actions.createSandbox) {
+        if (clusterDnsMissing(pod, d.dns)) {
+          this.record(
+            undefined,
+            "Warning",
+            EventReason.MissingClusterDNS,
+            missingClusterDnsMessage(formatPod(pod)),
+          );
+        }
         await mkdir(podLogDirectory(pod, d.podLogsDir), { recursive: true, mode: 0o755 });
         try {
           sandboxId = (await d.client.runtime.runPodSandbox({ config: sandboxConfig })).podSandboxId;
         } catch (e) {
           this.logger.warn({ err: describeError(e) }, "failed to create pod sandbox");
+          this.record(
+            undefined,
+            "Warning",
+            EventReason.FailedCreatePodSandBox,
+            `Failed to create pod sandbox: ${describeError(e)}`,
+          );
           return Math.min(nextAt, d.clock.now() + d.errorRetryMs);
         }
         changed = true;
         const st = await d.client.runtime.podSandboxStatus({ podSandboxId: sandboxId });
         const ip = st.status?.network?.ip ?? "";
         podIPs = ip ? [ip, ...(st.status?.network?.additionalIps ?? []).map((p) => p.ip)] : [];
-        this.volumes = undefined;
       }
-      this.volumes ??= await setUpPodVolumes(pod, d.rootDir);
       const etcHosts = isHostNetwork(pod)
         ? undefined
         : await writeEtcHosts(d.rootDir, uid, podIPs, spec.hostname);
@@ -469,7 +566,8 @@ export class PodWorker {
 
     let imageRef: string;
     try {
-      imageRef = await d.puller.ensureImage(pod, c, sandboxConfig);
+      const credentials = await this.pullCredentials(c);
+      imageRef = await d.puller.ensureImage(pod, c, sandboxConfig, { credentials, recorder: this.recorder });
     } catch (e) {
       if (e instanceof ImagePullError) {
         this.waiting.set(c.name, { reason: e.reason, message: e.message });
@@ -488,7 +586,9 @@ export class PodWorker {
     const termFile = await makeTerminationMessageFile(d.rootDir, this.uid, c.name);
     let config: ReturnType<typeof buildContainerConfig>;
     try {
+      const envObjects = await this.envObjects(c);
       config = buildContainerConfig(pod, c, {
+        ...envObjects,
         podIPs,
         hostIPs: d.nodeIPs,
         nodeAllocatable: d.nodeAllocatable,
@@ -502,6 +602,7 @@ export class PodWorker {
     } catch (e) {
       if (e instanceof ContainerConfigError) {
         this.waiting.set(c.name, { reason: "CreateContainerConfigError", message: e.message });
+        this.record(c.name, "Warning", EventReason.FailedToCreateContainer, `Error: ${e.message}`);
         return false;
       }
       throw e;
@@ -517,14 +618,18 @@ export class PodWorker {
       ).containerId;
     } catch (e) {
       this.waiting.set(c.name, { reason: "CreateContainerError", message: describeError(e) });
+      this.record(c.name, "Warning", EventReason.FailedToCreateContainer, `Error: ${describeError(e)}`);
       return false;
     }
+    this.record(c.name, "Normal", EventReason.CreatedContainer, `Created container: ${c.name}`);
     try {
       await d.client.runtime.startContainer({ containerId });
     } catch (e) {
       this.waiting.set(c.name, { reason: "RunContainerError", message: describeError(e) });
+      this.record(c.name, "Warning", EventReason.FailedToStartContainer, `Error: ${describeError(e)}`);
       return false;
     }
+    this.record(c.name, "Normal", EventReason.StartedContainer, `Started container ${c.name}`);
     this.waiting.delete(c.name);
     this.logger.info({ container: c.name, restartCount }, "container started");
     const postStart = c.lifecycle?.postStart;
@@ -547,6 +652,7 @@ export class PodWorker {
           "postStart hook failed; killing container",
         );
         this.waiting.set(c.name, { reason: "PostStartHookError", message: describeError(e) });
+        this.record(c.name, "Warning", EventReason.FailedPostStartHook, describeError(e));
         await d.killer.kill({ id: containerId, name: c.name, gracePeriodSeconds: 2 });
         return false;
       }
@@ -590,6 +696,125 @@ export class PodWorker {
     }
   }
 
+  /** Records an event on the pod, or on one of its containers. */
+  private record(container: string | undefined, type: EventType, reason: string, message: string): void {
+    this.recorder.event(podReference(this.pod, container), type, reason, message);
+  }
+
+  /** `Killing` events for the running containers of a pod about to be killed. */
+  private recordStopping(rs: RuntimePodStatus): void {
+    for (const c of rs.containers) {
+      if (c.state === "running") {
+        this.record(c.name, "Normal", EventReason.KillingContainer, `Stopping container ${c.name}`);
+      }
+    }
+  }
+
+  /**
+   * Sets up or updates the pod's volumes; returns the first FailedMount message
+   * when a volume cannot be set up (each failure is also recorded as an event).
+   */
+  private async syncVolumes(podIPs: readonly string[]): Promise<string | undefined> {
+    const d = this.deps;
+    const r = await setUpAllPodVolumes(this.pod, d.rootDir, {
+      objects: this.objects,
+      podIPs,
+      hostIPs: d.nodeIPs,
+      nodeAllocatable: d.nodeAllocatable,
+    });
+    this.volumes = r.paths;
+    if (r.updated.length > 0) this.logger.debug({ volumes: r.updated }, "volumes updated");
+    for (const f of r.failures) {
+      this.record(undefined, "Warning", EventReason.FailedMountVolume, f.message);
+    }
+    return r.failures[0]?.message;
+  }
+
+  /** The ConfigMaps, Secrets and Services the container's environment references. */
+  private async envObjects(
+    c: Container,
+  ): Promise<
+    Pick<EnvironmentContext, "configMaps" | "secrets" | "objectErrors" | "serviceEnv" | "onInvalidKeys">
+  > {
+    const ns = this.pod.metadata?.namespace ?? "";
+    const cmNames = new Set<string>();
+    const secretNames = new Set<string>();
+    for (const f of c.envFrom ?? []) {
+      if (f.configMapRef) cmNames.add(f.configMapRef.name ?? "");
+      if (f.secretRef) secretNames.add(f.secretRef.name ?? "");
+    }
+    for (const e of c.env ?? []) {
+      if (e.valueFrom?.configMapKeyRef) cmNames.add(e.valueFrom.configMapKeyRef.name ?? "");
+      if (e.valueFrom?.secretKeyRef) secretNames.add(e.valueFrom.secretKeyRef.name ?? "");
+    }
+    const configMaps = new Map<string, Readonly<Record<string, string>>>();
+    const secrets = new Map<string, Readonly<Record<string, string>>>();
+    const objectErrors = new Map<string, string>();
+    for (const name of cmNames) {
+      try {
+        configMaps.set(name, (await this.objects.getConfigMap(ns, name)).data ?? {});
+      } catch (e) {
+        if (!isObjectNotFound(e)) objectErrors.set(`configmap/${name}`, describeError(e));
+      }
+    }
+    for (const name of secretNames) {
+      try {
+        const decoded = secretData(await this.objects.getSecret(ns, name));
+        secrets.set(
+          name,
+          Object.fromEntries(Object.entries(decoded).map(([k, v]) => [k, v.toString("utf8")])),
+        );
+      } catch (e) {
+        if (!isObjectNotFound(e)) objectErrors.set(`secret/${name}`, describeError(e));
+      }
+    }
+    let serviceEnv: EnvEntry[];
+    try {
+      serviceEnv = serviceEnvironment(this.pod, await this.objects.services());
+    } catch (e) {
+      throw new ContainerConfigError(`failed to list services when setting up env vars: ${describeError(e)}`);
+    }
+    return {
+      configMaps,
+      secrets,
+      objectErrors,
+      serviceEnv,
+      onInvalidKeys: (kind, name, keys) =>
+        this.record(
+          c.name,
+          "Warning",
+          EventReason.InvalidEnvironmentVariableNames,
+          `Keys [${keys.join(", ")}] from the EnvFrom ${kind} ${name} were skipped since they are considered invalid environment variable names.`,
+        ),
+    };
+  }
+
+  /** Credentials of the pod's `imagePullSecrets` matching the container's image. */
+  private async pullCredentials(c: Container): Promise<RegistryAuth[]> {
+    const refs = this.pod.spec?.imagePullSecrets ?? [];
+    if (refs.length === 0) return [];
+    const ns = this.pod.metadata?.namespace ?? "";
+    const missing: string[] = [];
+    const entries = [];
+    for (const r of refs) {
+      const name = r.name ?? "";
+      try {
+        entries.push(...keyringEntriesFromSecret(await this.objects.getSecret(ns, name)));
+      } catch {
+        missing.push(name);
+      }
+    }
+    if (missing.length > 0) {
+      this.record(
+        undefined,
+        "Warning",
+        EventReason.FailedToRetrieveImagePullSecret,
+        `Unable to retrieve some image pull secrets (${missing.join(", ")}); attempting to pull the image may not succeed.`,
+      );
+    }
+    return lookupCredentials(c.image ?? "", entries);
+  }
+
   private async doTerminate(): Promise<void> {
     const d = this.deps;
     this.probeTimer?.cancel();
@@ -597,12 +822,14 @@ export class PodWorker {
     const rs = await d.inspector.podStatus(this.uid, pod.metadata?.name ?? "", pod.metadata?.namespace ?? "");
     this.lastRuntime = rs;
     try {
+      this.recordStopping(rs);
       await killPodRuntime(d.client, d.killer, rs, {
         pod,
         remove: true,
         ...(this.terminateGrace !== undefined ? { gracePeriodSeconds: this.terminateGrace } : {}),
       });
       await cleanUpPodDirectory(d.rootDir, this.uid);
+      this.objects.forgetPod?.(this.uid);
       this.terminal = true;
       this.phase = "terminated";
       this.resolveTerminated?.();
@@ -612,4 +839,8 @@ export class PodWorker {
       await d.clock.sleep(d.errorRetryMs);
     }
   }
+}
+
+function probeTitle(kind: ProbeKind): string {
+  return kind === "liveness" ? "Liveness" : kind === "readiness" ? "Readiness" : "Startup";
 }

@@ -1,10 +1,13 @@
 /**
- * Pod volumes on the host for the kinds the standalone kubelet supports:
- * `emptyDir` (a directory under `<rootDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`,
- * a tmpfs mounted there for `medium: Memory`, with `sizeLimit` as its size) and
- * `hostPath` (created for `DirectoryOrCreate` / `FileOrCreate`, checked for the
- * other types). Also the pod's own files: per-container termination message
- * files and the managed `/etc/hosts`.
+ * Pod volumes on the host: `emptyDir` (a directory under
+ * `<rootDir>/pods/<uid>/volumes/kubernetes.io~empty-dir/<name>`, a tmpfs mounted
+ * there for `medium: Memory`, with `sizeLimit` as its size), `hostPath` (created
+ * for `DirectoryOrCreate` / `FileOrCreate`, checked for the other types), and,
+ * through {@link setUpAllPodVolumes} with an object provider, the API-backed
+ * `configMap`, `secret`, `downwardAPI` and `projected` volumes (see
+ * `volumes/api-volumes.ts`; `secret`, `downwardAPI` and `projected` ones on a
+ * tmpfs, as kubelet keeps them). Also the pod's own files: per-container termination
+ * message files and the managed `/etc/hosts`.
  *
  * @module
  */
@@ -16,6 +19,12 @@ import { promisify } from "node:util";
 import { type Pod, WorknodeError } from "@worknode/core";
 import { podVolumeDirectory } from "../container-config.js";
 import { parseQuantity } from "../quantity.js";
+import {
+  type ApiVolumeContext,
+  isMemoryBackedVolume,
+  setUpApiVolumes,
+  type VolumeFailure,
+} from "../volumes/api-volumes.js";
 
 const execFileP = promisify(execFile);
 
@@ -37,6 +46,17 @@ export function podDirectory(rootDir: string, uid: string): string {
 async function isMountPoint(path: string): Promise<boolean> {
   const text = await readFile("/proc/self/mountinfo", "utf8").catch(() => "");
   return text.split("\n").some((l) => l.split(" ")[4] === path);
+}
+
+/** Mounts a tmpfs on `dir` (created 0755) unless something is mounted there already. */
+async function ensureTmpfs(dir: string, what: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  if (await isMountPoint(dir)) return;
+  try {
+    await execFileP("mount", ["-t", "tmpfs", "-o", "mode=0755", "tmpfs", dir]);
+  } catch (e) {
+    throw new VolumeSetupError(`cannot mount tmpfs for ${what}`, { cause: e });
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -136,4 +156,45 @@ export async function cleanUpPodDirectory(rootDir: string, uid: string): Promise
     .sort((a, b) => b.length - a.length);
   for (const m of mounts) await execFileP("umount", [m]).catch(() => {});
   await rm(dir, { recursive: true, force: true });
+}
+
+/** The outcome of {@link setUpAllPodVolumes}. */
+export interface PodVolumesResult {
+  /** Host path by volume name, for every volume that is set up. */
+  readonly paths: Map<string, string>;
+  /** API-backed volumes whose files changed on this call. */
+  readonly updated: readonly string[];
+  /** Volumes that could not be set up, with kubelet's `FailedMount` messages. */
+  readonly failures: readonly VolumeFailure[];
+}
+
+/**
+ * Sets up every volume of the pod: emptyDir and hostPath ({@link setUpPodVolumes})
+ * and, when `api` is given, the API-backed ones. Idempotent: run on every sync so
+ * that changed ConfigMaps, Secrets, tokens and pod fields update the files.
+ * An emptyDir / hostPath failure is reported like an API volume failure.
+ */
+export async function setUpAllPodVolumes(
+  pod: Pod,
+  rootDir: string,
+  api?: Omit<ApiVolumeContext, "rootDir">,
+): Promise<PodVolumesResult> {
+  let paths: Map<string, string>;
+  const failures: VolumeFailure[] = [];
+  try {
+    paths = await setUpPodVolumes(pod, rootDir);
+  } catch (e) {
+    paths = new Map();
+    failures.push({ volume: "", message: e instanceof Error ? e.message : String(e) });
+  }
+  if (!api) return { paths, updated: [], failures };
+  const r = await setUpApiVolumes(pod, {
+    ...api,
+    rootDir,
+    prepareDirectory: async (v, dir) => {
+      if (isMemoryBackedVolume(v)) await ensureTmpfs(dir, `volume ${v.name}`);
+    },
+  });
+  for (const [k, v] of r.paths) paths.set(k, v);
+  return { paths, updated: r.updated, failures: [...failures, ...r.failures] };
 }

@@ -260,4 +260,12 @@ export class KubeletMetrics {
   derivePodGaugesFrom(pods: () => readonly Pod[]): void {
     this.podSource = pods;
   }
+
+  /**
+   * Records one pod start in `kubelet_pod_start_duration_seconds`; shaped for
+   * the `Kubelet`'s `onPodStarted` option (`onPodStarted: metrics.observePodStart`).
+   */
+  readonly observePodStart = (_pod: Pod, startDurationSeconds: number): void => {
+    this.podStartDuration.observe(startDurationSeconds);
+  };
 }

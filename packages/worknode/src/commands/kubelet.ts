@@ -1,8 +1,12 @@
 /**
- * `worknode kubelet`: the kubelet alone, in standalone mode — static pods from
- * a manifest directory run over CRI, with kubelet's HTTP endpoints (healthz on
- * 127.0.0.1:10248, the kubelet API on 127.0.0.1:10250 over HTTPS). Flags and the
- * `--config` KubeletConfiguration file are kubelet's (see kubelet-config.ts).
+ * `worknode kubelet`: the kubelet — static pods from a manifest directory run
+ * over CRI, with kubelet's HTTP endpoints (healthz on 127.0.0.1:10248, the
+ * kubelet API on 10250 over HTTPS). Standalone by default (the kubelet API on
+ * loopback only); with `--kubeconfig` it joins a cluster: it registers its Node,
+ * runs the pods bound to it, reports their status, keeps mirror pods of its
+ * static pods, and authenticates and authorizes kubelet API requests (see
+ * kubelet-cluster.ts). Flags and the `--config` KubeletConfiguration file are
+ * kubelet's (see kubelet-config.ts).
  *
  * @module
  */
@@ -20,8 +24,12 @@ import {
 } from "@worknode/core";
 import { CriClient } from "@worknode/cri";
 import {
+  CriRuntimeLocator,
+  CriStreamingBackend,
+  CriSummaryProvider,
   containerLogPathFromStatus,
   DEFAULT_POD_LOGS_ROOT,
+  defaultNodeIPs,
   Kubelet,
   KubeletMetrics,
   KubeletServer,
@@ -31,10 +39,12 @@ import {
 import { renderHelp } from "../flags.js";
 import type { CliIO, Command } from "../main.js";
 import { checkRuntimeEndpoint } from "../runtime-endpoint.js";
+import { connectKubeletToCluster, type KubeletClusterSide } from "./kubelet-cluster.js";
 import { KUBELET_FLAGS, type KubeletCommandConfig, loadKubeletCommandConfig } from "./kubelet-config.js";
 
 const USAGE = "worknode kubelet [flags]";
-const SUMMARY = "Run the kubelet in standalone mode: static pods over CRI, healthz and the kubelet API";
+const SUMMARY =
+  "Run the kubelet: static pods over CRI, healthz and the kubelet API; with --kubeconfig, join a cluster";
 
 /** A running kubelet started by {@link startKubelet}. */
 export interface RunningKubelet {
@@ -42,6 +52,8 @@ export interface RunningKubelet {
   readonly kubelet: Kubelet;
   /** Its HTTP endpoints. */
   readonly server: KubeletServer;
+  /** The API-server side, when the kubelet joined a cluster (`--kubeconfig`). */
+  readonly cluster: KubeletClusterSide | undefined;
   /** Stops the endpoints, the kubelet and the pod source; the pods' containers keep running. */
   stop(): Promise<void>;
 }
@@ -84,6 +96,12 @@ export async function startKubelet(
     const kubeletMetrics = new KubeletMetrics({ nodeName: config.nodeName });
     const proberMetrics = new ProberMetrics();
 
+    const nodeIPs = config.nodeIPs.length > 0 ? config.nodeIPs : defaultNodeIPs();
+    const clusterConfig = config.cluster;
+    const cluster = clusterConfig
+      ? await connectKubeletToCluster({ ...config, cluster: clusterConfig }, { client, nodeIPs, logger })
+      : undefined;
+
     const sources: ObjectSource<Pod>[] = [];
     let manifests: ManifestDirSource | undefined;
     if (config.staticPodPath) {
@@ -99,10 +117,17 @@ export async function startKubelet(
       logger.warn("no --pod-manifest-path (staticPodPath): this kubelet has no pods to run");
     }
 
+    const apiWiring = cluster?.kubeletOptions(sources);
     const kubelet = new Kubelet({
       client,
       nodeName: config.nodeName,
-      sources,
+      sources: apiWiring?.sources ?? sources,
+      ...(apiWiring ? { onStatus: apiWiring.onStatus, onPodTerminated: apiWiring.onPodTerminated } : {}),
+      ...(cluster ? { objects: cluster.objects, recorder: cluster.recorder } : {}),
+      nodeIPs,
+      clusterDNS: config.clusterDNS,
+      clusterDomain: config.clusterDomain,
+      onPodStarted: kubeletMetrics.observePodStart,
       rootDir: config.rootDir,
       podLogsDir: DEFAULT_POD_LOGS_ROOT,
       maxPods: config.maxPods,
@@ -116,6 +141,7 @@ export async function startKubelet(
     });
     kubeletMetrics.derivePodGaugesFrom(() => kubelet.pods());
 
+    const locator = new CriRuntimeLocator({ client, pods: () => kubelet.pods() });
     const server = new KubeletServer({
       nodeName: config.nodeName,
       healthz: config.healthz,
@@ -126,8 +152,11 @@ export async function startKubelet(
             tlsCertFile: config.server.tlsCertFile,
             tlsPrivateKeyFile: config.server.tlsPrivateKeyFile,
             certDir: config.server.certDir,
+            ...(cluster ? { auth: cluster.auth } : {}),
           }
         : undefined,
+      stats: new CriSummaryProvider({ client, nodeName: config.nodeName, rootDir: config.rootDir }),
+      streaming: new CriStreamingBackend({ client, locator }),
       provider: {
         pods: () => kubelet.pods(),
         containerLogPath: (namespace, name, container, previous) => {
@@ -156,9 +185,14 @@ export async function startKubelet(
       await source.start();
       stoppers.push(() => source.stop());
     }
+    if (cluster) {
+      const side = cluster;
+      stoppers.push(() => side.stop());
+      await side.start(() => (kubelet.plegHealth().healthy ? undefined : "PLEG is not healthy"));
+    }
     stoppers.push(() => kubelet.stop());
     await kubelet.start();
-    return { kubelet, server, stop: stopAll };
+    return { kubelet, server, cluster, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;
@@ -193,7 +227,9 @@ export const kubeletCommand: Command = {
         runtime: config.containerRuntimeEndpoint,
         staticPodPath: config.staticPodPath,
       },
-      "worknode kubelet is running in standalone mode; stop with Ctrl-C",
+      config.cluster
+        ? "worknode kubelet joined the cluster; stop with Ctrl-C (pods keep running)"
+        : "worknode kubelet is running in standalone mode; stop with Ctrl-C",
     );
     try {
       await new Promise<void>((resolve) => {
