@@ -9,6 +9,7 @@ import type { IPFamily } from "@worknode/core";
 import type { CommandOutput, CommandRunner } from "./command.js";
 import {
   KUBE_EXTERNAL_SERVICES,
+  KUBE_FIREWALL,
   KUBE_FORWARD,
   KUBE_NODEPORTS,
   KUBE_POSTROUTING,
@@ -91,9 +92,20 @@ export const JUMP_RULES: readonly JumpRule[] = [
   },
 ];
 
-/** The rule arguments of a jump rule (after `-t table -X chain`). */
+/**
+ * kube-proxy's duplicates of the kubelet's jump rules (`iptablesKubeletJumpChains`):
+ * INPUT and OUTPUT jump to `KUBE-FIREWALL`, without a comment. Ensured on full syncs
+ * after {@link JUMP_RULES}, so they end up first in their chains.
+ */
+export const KUBELET_JUMP_RULES: readonly JumpRule[] = [
+  { table: "filter", from: "INPUT", to: KUBE_FIREWALL, extra: [], comment: "" },
+  { table: "filter", from: "OUTPUT", to: KUBE_FIREWALL, extra: [], comment: "" },
+];
+
+/** The rule arguments of a jump rule (after `-t table -X chain`); no comment match when `comment` is empty. */
 export function jumpRuleArgs(rule: JumpRule): string[] {
-  return [...rule.extra, "-m", "comment", "--comment", rule.comment, "-j", rule.to];
+  const comment = rule.comment === "" ? [] : ["-m", "comment", "--comment", rule.comment];
+  return [...rule.extra, ...comment, "-j", rule.to];
 }
 
 /** Program names of one family. */

@@ -28,13 +28,16 @@ import {
   IptablesClient,
   JUMP_RULES,
   jumpRuleArgs,
+  KUBELET_JUMP_RULES,
   parseRestoreErrorLine,
   type Table,
 } from "./iptables.js";
 import {
   isServiceChainName,
   KUBE_EXTERNAL_SERVICES,
+  KUBE_FIREWALL,
   KUBE_FORWARD,
+  KUBE_KUBELET_CANARY,
   KUBE_MARK_MASQ,
   KUBE_NODEPORTS,
   KUBE_POSTROUTING,
@@ -42,7 +45,15 @@ import {
   KUBE_PROXY_FIREWALL,
   KUBE_SERVICES,
 } from "./render/chain-names.js";
-import { type RenderOptions, type RenderResult, renderRules } from "./render/render.js";
+import {
+  localhostNodePortsActive,
+  type RenderOptions,
+  type RenderResult,
+  renderRules,
+} from "./render/render.js";
+
+/** The sysctl localhost node ports need (kube-proxy sets it when they are enabled). */
+export const ROUTE_LOCALNET_SYSCTL = "net.ipv4.conf.all.route_localnet";
 
 /** Options of an {@link IptablesProxier}. */
 export interface IptablesProxierOptions {
@@ -68,6 +79,13 @@ export interface IptablesProxierOptions {
   readonly randomFully?: boolean;
   /** Leave out the INVALID-drop rule (`nf_conntrack_tcp_be_liberal` is set); default false. */
   readonly conntrackTCPLiberal?: boolean;
+  /**
+   * `--iptables-localhost-nodeports` (default true, as kube-proxy): node ports also answer
+   * on 127.0.0.1 (IPv4 only, and only when `nodePortAddresses` is unset or includes a
+   * loopback address). Full syncs then set `net.ipv4.conf.all.route_localnet=1` and the
+   * payload carries the `KUBE-FIREWALL` rule dropping martian packets to 127.0.0.0/8.
+   */
+  readonly localhostNodePorts?: boolean;
   /** Use the `iptables-legacy*` programs instead of the default (`iptables*`). */
   readonly legacy?: boolean;
   /** Run every command inside this network namespace (ignored when `runner` is given). */
@@ -170,8 +188,10 @@ export class IptablesProxier implements Proxier {
   /** The health-check node port server, when {@link IptablesProxierOptions.healthCheck} is set. */
   readonly serviceHealth: ServiceHealthServer | undefined;
   private readonly ownsServiceHealth: boolean;
+  private nodeLabels: Readonly<Record<string, string>> | undefined;
 
   constructor(private readonly options: IptablesProxierOptions) {
+    this.nodeLabels = options.nodeLabels;
     this.runner =
       options.runner ?? createCommandRunner(options.netns !== undefined ? { netns: options.netns } : {});
     const families = options.families ?? ["IPv4"];
@@ -246,6 +266,7 @@ export class IptablesProxier implements Proxier {
       ...(o.nodePortAddresses !== undefined ? { nodePortAddresses: o.nodePortAddresses } : {}),
       ...(o.masqueradeBit !== undefined ? { masqueradeBit: o.masqueradeBit } : {}),
       ...(o.conntrackTCPLiberal !== undefined ? { conntrackTCPLiberal: o.conntrackTCPLiberal } : {}),
+      localhostNodePorts: o.localhostNodePorts ?? true,
     };
   }
 
@@ -270,12 +291,39 @@ export class IptablesProxier implements Proxier {
 
   private node() {
     const o = this.options;
+    const labels = this.nodeLabels;
     return {
       name: o.nodeName,
       nodeIPs: o.nodeIPs ?? [],
       ...(o.zone !== undefined ? { zone: o.zone } : {}),
-      ...(o.nodeLabels !== undefined ? { labels: o.nodeLabels } : {}),
+      ...(labels !== undefined ? { labels } : {}),
     };
+  }
+
+  /** The node labels the rules are rendered with (the option, or what {@link setNodeLabels} set). */
+  get currentNodeLabels(): Readonly<Record<string, string>> | undefined {
+    return this.nodeLabels;
+  }
+
+  /**
+   * Node-aware proxying: the labels of this node's Node object changed (its zone drives
+   * topology hints and `trafficDistribution` unless the `zone` option is set). As
+   * kube-proxy's `OnNodeUpdate`, the next sync of every family is full. Equal labels
+   * change nothing.
+   * @returns whether the labels changed
+   */
+  setNodeLabels(labels: Readonly<Record<string, string>> | undefined): boolean {
+    const a = this.nodeLabels ?? {};
+    const b = labels ?? {};
+    const same =
+      (this.nodeLabels === undefined) === (labels === undefined) &&
+      Object.keys(a).length === Object.keys(b).length &&
+      Object.keys(a).every((k) => a[k] === b[k]);
+    if (same) return false;
+    this.nodeLabels = labels === undefined ? undefined : { ...labels };
+    this.state.clear();
+    this.logger.info({ labels: this.nodeLabels }, "node labels changed: next sync is full");
+    return true;
   }
 
   /** Programs every family; see the class documentation. */
@@ -327,7 +375,7 @@ export class IptablesProxier implements Proxier {
     let previousChains: ReadonlySet<string>;
     try {
       if (full) {
-        await this.ensureBase(client);
+        await this.ensureBase(client, family);
         previousChains = chainsInSave(await client.save("nat"));
       } else {
         previousChains = state!.activeChains;
@@ -376,13 +424,26 @@ export class IptablesProxier implements Proxier {
     return render;
   }
 
-  /** Canary chains, our top-level chains and the jump rules from the built-in chains. */
-  private async ensureBase(client: IptablesClient): Promise<void> {
+  /**
+   * Canary chains, our top-level chains, the jump rules from the built-in chains (then
+   * kube-proxy's copies of the kubelet's KUBE-FIREWALL jumps), and `route_localnet=1`
+   * when localhost node ports are in effect for the family.
+   */
+  private async ensureBase(client: IptablesClient, family: IPFamily): Promise<void> {
     for (const table of ["mangle", "nat", "filter"] as const)
       await client.ensureChain(table, KUBE_PROXY_CANARY);
-    for (const rule of JUMP_RULES) {
+    for (const rule of [...JUMP_RULES, ...KUBELET_JUMP_RULES]) {
       await client.ensureChain(rule.table, rule.to);
       await client.ensureRuleFirst(rule.table, rule.from, jumpRuleArgs(rule));
+    }
+    if (localhostNodePortsActive(this.renderOptions(family))) {
+      const out = await this.runner.exec("sysctl", ["-w", `${ROUTE_LOCALNET_SYSCTL}=1`]);
+      if (out.code !== 0) {
+        throw new ProxySyncError(
+          this.mode,
+          `setting ${ROUTE_LOCALNET_SYSCTL}=1 for localhost node ports failed: ${out.stderr.trim()} (disable localhostNodePorts / --iptables-localhost-nodeports=false to run without it)`,
+        );
+      }
     }
   }
 
@@ -390,12 +451,23 @@ export class IptablesProxier implements Proxier {
    * Removes every jump rule and KUBE-* chain this backend writes (top-level, per-service
    * and canary chains), in every family; idempotent. Throws a {@link ProxySyncError}
    * listing what failed, after trying everything.
+   *
+   * `KUBE-FIREWALL` and its jumps are removed too, unless the filter table has the
+   * kubelet's `KUBE-KUBELET-CANARY` chain: then a kubelet that manages iptables shares
+   * the chain, and it is left to it (kube-proxy never removes it).
    */
   async cleanup(): Promise<void> {
     const errors: string[] = [];
     for (const [family, client] of this.clients) {
       this.state.delete(family);
-      for (const rule of JUMP_RULES) {
+      let kubeletOwnsFirewall = false;
+      try {
+        kubeletOwnsFirewall = chainsInSave(await client.save("filter")).has(KUBE_KUBELET_CANARY);
+      } catch (err) {
+        errors.push(`${family} filter: ${describeError(err)}`);
+      }
+      const jumps = kubeletOwnsFirewall ? JUMP_RULES : [...JUMP_RULES, ...KUBELET_JUMP_RULES];
+      for (const rule of jumps) {
         try {
           await client.deleteRule(rule.table, rule.from, jumpRuleArgs(rule));
         } catch (err) {
@@ -406,7 +478,10 @@ export class IptablesProxier implements Proxier {
         try {
           const existing = chainsInSave(await client.save(table));
           const owned = [...existing].filter(
-            (c) => OWNED_CHAINS[table].includes(c) || (table === "nat" && isServiceChainName(c)),
+            (c) =>
+              OWNED_CHAINS[table].includes(c) ||
+              (table === "nat" && isServiceChainName(c)) ||
+              (table === "filter" && c === KUBE_FIREWALL && !kubeletOwnsFirewall),
           );
           if (owned.length === 0) continue;
           const payload = `*${table}\n${owned.map((c) => `:${c} - [0:0]\n`).join("")}${owned.map((c) => `-X ${c}\n`).join("")}COMMIT\n`;

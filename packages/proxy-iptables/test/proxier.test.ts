@@ -1,7 +1,7 @@
 import { ProxySyncError } from "@worknode/core";
 import { describe, expect, it } from "vitest";
 import { conntrackDeletions, endpointIPOf } from "../src/conntrack.js";
-import { JUMP_RULES, parseRestoreErrorLine } from "../src/iptables.js";
+import { JUMP_RULES, KUBELET_JUMP_RULES, parseRestoreErrorLine } from "../src/iptables.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { FakeRunner } from "./helpers/fake-runner.js";
 import { commitAll, slice, svc } from "./helpers/objects.js";
@@ -38,7 +38,16 @@ describe("IptablesProxier", () => {
     const ipt = runner.of("iptables").map((c) => c.args.join(" "));
     for (const t of ["mangle", "nat", "filter"]) expect(ipt).toContain(`-w 5 -t ${t} -N KUBE-PROXY-CANARY`);
     const inserted = ipt.filter((a) => a.includes(" -I "));
-    expect(inserted).toHaveLength(JUMP_RULES.length);
+    expect(inserted).toHaveLength(JUMP_RULES.length + KUBELET_JUMP_RULES.length);
+    // kube-proxy's copies of the kubelet's KUBE-FIREWALL jumps come last, so they end up first.
+    expect(inserted.slice(-2)).toEqual([
+      "-w 5 -t filter -I INPUT -j KUBE-FIREWALL",
+      "-w 5 -t filter -I OUTPUT -j KUBE-FIREWALL",
+    ]);
+    // Localhost node ports are on by default (kube-proxy's default): route_localnet is set.
+    expect(runner.of("sysctl").map((c) => c.args.join(" "))).toEqual([
+      "-w net.ipv4.conf.all.route_localnet=1",
+    ]);
     expect(inserted).toContain(
       "-w 5 -t nat -I PREROUTING -m comment --comment kubernetes service portals -j KUBE-SERVICES",
     );
@@ -160,12 +169,78 @@ describe("IptablesProxier", () => {
       return undefined;
     };
     await proxier.cleanup();
-    expect(deleted.size).toBe(JUMP_RULES.length);
+    expect(deleted.size).toBe(JUMP_RULES.length + KUBELET_JUMP_RULES.length);
     const restores = runner.of("iptables-restore");
     expect(restores).toHaveLength(1);
     expect(restores[0]!.stdin).toBe(
       "*nat\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-AAAAAAAAAAAAAAAA - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n-X KUBE-SERVICES\n-X KUBE-SVC-AAAAAAAAAAAAAAAA\n-X KUBE-MARK-MASQ\nCOMMIT\n",
     );
+  });
+
+  it("cleanup removes KUBE-FIREWALL, unless the kubelet's canary shows a kubelet shares it", async () => {
+    for (const kubelet of [false, true]) {
+      const runner = new FakeRunner();
+      const proxier = new IptablesProxier({ nodeName: "n", runner });
+      runner.respond = (c) => {
+        if (c.command === "iptables" && c.args.includes("-D")) return { code: 1 };
+        if (c.command === "iptables-save" && c.args[1] === "filter") {
+          const canary = kubelet ? ":KUBE-KUBELET-CANARY - [0:0]\n" : "";
+          return { stdout: `*filter\n:INPUT ACCEPT [0:0]\n${canary}:KUBE-FIREWALL - [0:0]\nCOMMIT\n` };
+        }
+        return undefined;
+      };
+      await proxier.cleanup();
+      const deletes = runner.of("iptables").filter((c) => c.args.includes("-D"));
+      const firewallJumps = deletes.filter((c) => c.args.at(-1) === "KUBE-FIREWALL");
+      const restores = runner.of("iptables-restore").map((c) => c.stdin);
+      if (kubelet) {
+        expect(firewallJumps).toHaveLength(0);
+        expect(restores).toEqual([]);
+      } else {
+        expect(firewallJumps.map((c) => c.args.join(" "))).toEqual([
+          "-w 5 -t filter -D INPUT -j KUBE-FIREWALL",
+          "-w 5 -t filter -D OUTPUT -j KUBE-FIREWALL",
+        ]);
+        expect(restores).toEqual(["*filter\n:KUBE-FIREWALL - [0:0]\n-X KUBE-FIREWALL\nCOMMIT\n"]);
+      }
+    }
+  });
+
+  it("does not touch route_localnet without localhost node ports, nor for IPv6", async () => {
+    for (const options of [
+      { localhostNodePorts: false, families: ["IPv4"] as const },
+      { families: ["IPv6"] as const },
+      { nodePortAddresses: ["192.168.0.0/16"], nodeIPs: ["192.168.0.2"], families: ["IPv4"] as const },
+    ]) {
+      const { snapshot, changes } = setup();
+      const runner = new FakeRunner();
+      const proxier = new IptablesProxier({ nodeName: "n", runner, ...options });
+      await proxier.sync({ snapshot, changes, full: true });
+      expect(runner.of("sysctl")).toEqual([]);
+      expect(proxier.lastApplied(options.families[0])!.payload).not.toContain("-A KUBE-FIREWALL");
+    }
+  });
+
+  it("node labels (node-aware proxying): a change makes the next sync full and renders with the zone", async () => {
+    const { snapshot, changes, runner, proxier } = setup();
+    await proxier.sync({ snapshot, changes, full: true });
+    expect(proxier.setNodeLabels(undefined)).toBe(false);
+    expect(proxier.setNodeLabels({ "topology.kubernetes.io/zone": "zone-a" })).toBe(true);
+    expect(proxier.setNodeLabels({ "topology.kubernetes.io/zone": "zone-a" })).toBe(false);
+    expect(proxier.currentNodeLabels).toEqual({ "topology.kubernetes.io/zone": "zone-a" });
+    runner.reset();
+    await proxier.sync({ snapshot, changes: { ...changes, changedServicePorts: new Set() }, full: false });
+    expect(proxier.lastApplied()!.full).toBe(true);
+    expect(runner.of("iptables-save")).toHaveLength(1);
+    runner.reset();
+    await proxier.sync({ snapshot, changes: { ...changes, changedServicePorts: new Set() }, full: false });
+    expect(proxier.lastApplied()!.full).toBe(false);
+  });
+
+  it("fails the sync when route_localnet cannot be set", async () => {
+    const { snapshot, changes, runner, proxier } = setup();
+    runner.respond = (c) => (c.command === "sysctl" ? { code: 255, stderr: "permission denied" } : undefined);
+    await expect(proxier.sync({ snapshot, changes, full: true })).rejects.toThrow(/route_localnet/);
   });
 });
 

@@ -174,4 +174,36 @@ describe("golden payloads", () => {
     });
     expectGolden("ipv6.txt", payload(r));
   });
+  it("localhost node ports (kube-proxy's default): KUBE-FIREWALL rule, node ports on 127.0.0.1", () => {
+    const { snapshot, changes } = commitAll(
+      [
+        svc({
+          ns: "ns1",
+          name: "svc1",
+          type: "NodePort",
+          clusterIP: "172.30.0.41",
+          ports: [{ name: "p80", port: 80, nodePort: 3001 }],
+        }),
+      ],
+      [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] })],
+    );
+    const every = renderRules({
+      snapshot,
+      changes,
+      full: true,
+      node,
+      options: { ...v4, localhostNodePorts: true },
+    });
+    const listed = renderRules({
+      snapshot,
+      changes,
+      full: true,
+      node: { ...node, nodeIPs: [...node.nodeIPs, "127.0.0.1"] },
+      options: { ...v4, localhostNodePorts: true, nodePortAddresses: ["127.0.0.0/8", "192.168.0.0/24"] },
+    });
+    expectGolden(
+      "localhost-nodeports.txt",
+      `# every local address\n${payload(every)}# --nodeport-addresses 127.0.0.0/8,192.168.0.0/24\n${payload(listed)}`,
+    );
+  });
 });

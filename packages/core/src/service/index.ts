@@ -10,6 +10,7 @@ export * from "./keys.js";
 export * from "./labels.js";
 export * from "./local-endpoint-slices.js";
 export * from "./model.js";
+export * from "./node-labels.js";
 export * from "./persistent-map.js";
 export * from "./ports.js";
 export * from "./topology.js";

@@ -23,6 +23,14 @@ export const KUBE_FORWARD = "KUBE-FORWARD";
 export const KUBE_PROXY_FIREWALL = "KUBE-PROXY-FIREWALL";
 /** mangle, nat, filter: an empty chain whose disappearance shows that the tables were flushed. */
 export const KUBE_PROXY_CANARY = "KUBE-PROXY-CANARY";
+/**
+ * filter: kubelet's firewall chain, which kube-proxy duplicates: drops martian packets to
+ * 127.0.0.0/8 from non-loopback sources (the guard that makes `route_localnet` safe for
+ * localhost node ports). Jumped to from INPUT and OUTPUT.
+ */
+export const KUBE_FIREWALL = "KUBE-FIREWALL";
+/** mangle, nat, filter: the kubelet's canary chain (a kubelet that manages iptables runs here). */
+export const KUBE_KUBELET_CANARY = "KUBE-KUBELET-CANARY";
 
 /** Prefix of the per-service-port chain for Cluster traffic policy. */
 export const SVC_PREFIX = "KUBE-SVC-";

@@ -23,6 +23,7 @@ import {
   endpointChain,
   isServiceChainName,
   KUBE_EXTERNAL_SERVICES,
+  KUBE_FIREWALL,
   KUBE_FORWARD,
   KUBE_MARK_MASQ,
   KUBE_NODEPORTS,
@@ -81,6 +82,15 @@ export interface RenderOptions {
    * INVALID forwarded packets (default false).
    */
   readonly conntrackTCPLiberal?: boolean;
+  /**
+   * `--iptables-localhost-nodeports` (kube-proxy's default is true; this renderer's default
+   * is false because it needs `route_localnet=1`, which {@link IptablesProxier} sets):
+   * node ports also answer on 127.0.0.1. IPv4 only, and only when `nodePortAddresses` is
+   * unset or includes a loopback address. When in effect, the payload also carries
+   * kube-proxy's copy of kubelet's `KUBE-FIREWALL` rule dropping martian packets to
+   * 127.0.0.0/8 from non-loopback sources (the guard against issue 90259).
+   */
+  readonly localhostNodePorts?: boolean;
 }
 
 /** Input of {@link renderRules}. */
@@ -212,19 +222,36 @@ const NODEPORTS_COMMENT = comment(
   "kubernetes service nodeports; NOTE: this must be the last rule in this chain",
 );
 
-/** The node's addresses that receive node-port traffic, or `undefined` for every local address. */
-function nodePortDestinations(options: RenderOptions, node: RenderNode): readonly string[] | undefined {
+function nodePortCidrs(options: RenderOptions): Cidr[] {
   const cidrs: Cidr[] = [];
   for (const text of options.nodePortAddresses ?? []) {
     const c = parseCidr(text);
     if (c !== undefined && c.family === options.family) cidrs.push(c);
   }
+  return cidrs;
+}
+
+/**
+ * Whether localhost node ports are in effect for these options: asked for, IPv4, and
+ * `nodePortAddresses` unset (every address) or containing a 127.0.0.0/8 address
+ * (kube-proxy turns the option off otherwise).
+ */
+export function localhostNodePortsActive(options: RenderOptions): boolean {
+  if (options.localhostNodePorts !== true || options.family !== "IPv4") return false;
+  const cidrs = nodePortCidrs(options);
+  return cidrs.length === 0 || cidrs.some((c) => cidrContains(c, "127.0.0.1"));
+}
+
+/** The node's addresses that receive node-port traffic, or `undefined` for every local address. */
+function nodePortDestinations(options: RenderOptions, node: RenderNode): readonly string[] | undefined {
+  const cidrs = nodePortCidrs(options);
   if (cidrs.length === 0) return undefined;
+  const localhost = localhostNodePortsActive(options);
   const out: string[] = [];
   for (const ip of node.nodeIPs) {
     if (familyOf(ip) !== options.family) continue;
-    // Localhost node ports need route_localnet (IPv4) or never work (IPv6): not supported.
-    if (ip === "::1" || ip.startsWith("127.")) continue;
+    // Localhost node ports never work on IPv6, and on IPv4 only with route_localnet.
+    if (ip === "::1" || (ip.startsWith("127.") && !localhost)) continue;
     if (cidrs.some((c) => cidrContains(c, ip)) && !out.includes(ip)) out.push(ip);
   }
   return out;
@@ -238,6 +265,11 @@ interface FixedRules {
   /** nat KUBE-SERVICES → KUBE-NODEPORTS rules (the last rules of KUBE-SERVICES). */
   readonly natTail: string;
   readonly natTailCount: number;
+  /** The filter payload's head: `*filter` and the declared top-level chains. */
+  readonly filterHeader: string;
+  /** filter rules before the services' (the KUBE-FIREWALL rule). */
+  readonly filterHead: string;
+  readonly filterHeadCount: number;
   /** filter KUBE-FORWARD rules. */
   readonly filterTail: string;
   readonly filterTailCount: number;
@@ -265,15 +297,23 @@ function fixedRules(options: RenderOptions, node: RenderNode): FixedRules {
   // Node ports: the last rule of KUBE-SERVICES.
   const natTail: string[] = [];
   const destinations = nodePortDestinations(options, node);
+  const localhost = localhostNodePortsActive(options);
   if (destinations === undefined) {
-    const notLocalhost = options.family === "IPv6" ? "! -d ::1/128" : "! -d 127.0.0.0/8";
+    // Localhost node ports never work on IPv6, and on IPv4 only with route_localnet.
+    const notLocalhost = options.family === "IPv6" ? " ! -d ::1/128" : localhost ? "" : " ! -d 127.0.0.0/8";
     natTail.push(
-      `-A ${KUBE_SERVICES} ${NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL ${notLocalhost} -j ${KUBE_NODEPORTS}`,
+      `-A ${KUBE_SERVICES} ${NODEPORTS_COMMENT} -m addrtype --dst-type LOCAL${notLocalhost} -j ${KUBE_NODEPORTS}`,
     );
   } else {
     for (const ip of destinations) {
       natTail.push(`-A ${KUBE_SERVICES} ${NODEPORTS_COMMENT} -d ${ip} -j ${KUBE_NODEPORTS}`);
     }
+  }
+  const filterHead: string[] = [];
+  if (localhost) {
+    filterHead.push(
+      `-A ${KUBE_FIREWALL} ${comment("block incoming localnet connections")} -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`,
+    );
   }
   const filterTail: string[] = [];
   if (!options.conntrackTCPLiberal)
@@ -289,6 +329,9 @@ function fixedRules(options: RenderOptions, node: RenderNode): FixedRules {
     natHeadCount: natHead.length,
     natTail: joinLines(natTail),
     natTailCount: natTail.length,
+    filterHeader: localhost ? `${FILTER_HEADER}:${KUBE_FIREWALL} - [0:0]\n` : FILTER_HEADER,
+    filterHead: joinLines(filterHead),
+    filterHeadCount: filterHead.length,
     filterTail: joinLines(filterTail),
     filterTailCount: filterTail.length,
   };
@@ -561,7 +604,7 @@ function finish(
   parts.push(fixed.natTail, "COMMIT\n");
   const nat = parts.join("");
 
-  const filterParts: string[] = [FILTER_HEADER];
+  const filterParts: string[] = [fixed.filterHeader, fixed.filterHead];
   for (const plan of plans) if (plan.filterTopText !== "") filterParts.push(plan.filterTopText);
   filterParts.push(fixed.filterTail, "COMMIT\n");
   const filter = filterParts.join("");
@@ -579,7 +622,7 @@ function finish(
       servicePortsWritten: writtenIndexes.length,
       servicePortsSkipped: plans.length - writtenIndexes.length,
       natRules: fixed.natHeadCount + state.natTopRules + serviceRules + fixed.natTailCount,
-      filterRules: state.filterTopRules + fixed.filterTailCount,
+      filterRules: fixed.filterHeadCount + state.filterTopRules + fixed.filterTailCount,
       natChains: NAT_TOP_CHAINS.length + chainsWritten.length + chainsDeleted.length,
       deletedChains: chainsDeleted.length,
       largeClusterMode,

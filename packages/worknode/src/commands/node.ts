@@ -6,32 +6,35 @@
  * The kubelet half is the real one (`startKubelet`, as `worknode kubelet` runs
  * it): static pods run over CRI, with probes, restarts and the kubelet's
  * endpoints (`/healthz` on 127.0.0.1:10248, the kubelet API on 127.0.0.1:10250).
- * The proxy half watches and validates the services file and keeps the service
- * model up to date, but does not program the node yet: Services with a selector
- * need the local endpoint-slice controller, and wiring the iptables backend into
- * this command is still to do (`worknode proxy` programs it on its own).
+ * The proxy half (see node-proxy.ts) programs the services file's Services with
+ * the iptables backend; a Service with a selector and no EndpointSlice gets
+ * slices generated from the kubelet's pods (labels, pod IPs, readiness), kept up
+ * to date as the pods change. Proxy flags are kube-proxy's; as kube-proxy, the
+ * agent leaves its rules in place when it stops, and `--cleanup` removes them.
  *
  * @module
  */
 import { access, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import path from "node:path";
-import {
-  BoundedFrequencyRunner,
-  ConfigError,
-  createLogger,
-  createMetricsRegistry,
-  Gauge,
-  type Logger,
-  ServiceChangeTracker,
-  ServicesFileSource,
-  startMetricsServer,
-} from "@worknode/core";
-import { type FlagSpec, parseFlags, renderHelp } from "../flags.js";
+import { KubeConfig } from "@kubernetes/client-node";
+import { ConfigError, createLogger, describeError, type Logger } from "@worknode/core";
+import { CliUsageError, type FlagSpec, parseFlags, renderHelp } from "../flags.js";
 import type { CliIO, Command } from "../main.js";
 import { checkRuntimeEndpoint } from "../runtime-endpoint.js";
-import { startKubelet } from "./kubelet.js";
+import { type RunningKubelet, startKubelet } from "./kubelet.js";
 import type { KubeletCommandConfig } from "./kubelet-config.js";
+import { KubeletPodSource } from "./node-pods.js";
+import { type NodeProxySettings, startNodeProxy } from "./node-proxy.js";
+import { createIptablesBackend, type ProxyBackend } from "./proxy-backend.js";
+import {
+  checkNodePortAddresses,
+  checkProxyMode,
+  DEFAULT_MASQUERADE_BIT,
+  parseClusterCIDRs,
+  parseHostPort,
+} from "./proxy-config.js";
+import { hostNodeIPs } from "./proxy-node-ips.js";
 
 const FLAGS = {
   "pod-manifest-path": {
@@ -74,15 +77,57 @@ const FLAGS = {
     help: "Port of the kubelet API (HTTPS, loopback only for now; 0 disables)",
     default: "10250",
   },
-  "metrics-bind-address": {
+  "proxy-mode": {
     kind: "string",
-    help: "host:port of the service model's /metrics (kube-proxy's flag; empty disables)",
-    default: "127.0.0.1:10249",
+    help: "Which proxy mode programs the Services (kube-proxy's --proxy-mode; iptables)",
+    default: "iptables",
+  },
+  "cluster-cidr": {
+    kind: "string",
+    help: "Pod CIDRs (comma-separated, one per family): traffic to cluster IPs from outside them is masqueraded",
+  },
+  "masquerade-all": { kind: "boolean", help: "SNAT all traffic sent through Service cluster IPs" },
+  "nodeport-addresses": {
+    kind: "string",
+    help: "Comma-separated CIDRs (or primary, localhost, all) node ports answer on; default every local address",
+  },
+  "iptables-masquerade-bit": {
+    kind: "int",
+    help: "Bit of the fwmark space marking packets to SNAT (0-31)",
+    default: String(DEFAULT_MASQUERADE_BIT),
+  },
+  "iptables-localhost-nodeports": {
+    kind: "string",
+    help: "true or false: node ports also answer on 127.0.0.1 (sets route_localnet; installs KUBE-FIREWALL)",
+    default: "true",
   },
   "iptables-min-sync-period": {
     kind: "duration",
-    help: "Minimum interval between service-model syncs",
+    help: "Minimum interval between proxy rule syncs",
     default: "1s",
+  },
+  "iptables-sync-period": {
+    kind: "duration",
+    help: "Maximum interval between proxy rule syncs (a full sync)",
+    default: "30s",
+  },
+  "proxy-healthz-bind-address": {
+    kind: "string",
+    help: "host:port of the proxy's /healthz and /livez (kube-proxy's --healthz-bind-address, renamed: the kubelet's flag has that name)",
+    default: "0.0.0.0:10256",
+  },
+  "metrics-bind-address": {
+    kind: "string",
+    help: "host:port of the proxy's /metrics (kube-proxy's flag)",
+    default: "127.0.0.1:10249",
+  },
+  kubeconfig: {
+    kind: "string",
+    help: "Kubeconfig of an API server to read this node's Node object from (its zone label, for topology-aware routing); pods and Services stay standalone",
+  },
+  cleanup: {
+    kind: "boolean",
+    help: "Remove every proxy rule this agent (or kube-proxy's iptables mode) wrote, then exit; rules are otherwise left in place on exit, as kube-proxy leaves them",
   },
   "log-level": { kind: "string", help: "trace, debug, info, warn or error", default: "info" },
 } as const satisfies Record<string, FlagSpec>;
@@ -91,6 +136,18 @@ const USAGE = "worknode node [flags]";
 const SUMMARY =
   "Run the node agent (kubelet + service proxy) in standalone mode on static pods and a services file";
 const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
+
+/** What the `node` command needs from the machine besides the CRI runtime; replaceable in tests. */
+export interface NodeCommandDeps {
+  /** The proxy backend's host side; default real iptables on this host. */
+  readonly proxyBackend?: ProxyBackend;
+}
+
+function parseBooleanValue(flag: string, value: string): boolean {
+  if (value === "true") return true;
+  if (value === "false") return false;
+  throw new CliUsageError(`--${flag}: "${value}" is not true or false`);
+}
 
 async function requireDirectory(flag: string, path: string): Promise<void> {
   const s = await stat(path).catch(() => undefined);
@@ -107,93 +164,138 @@ async function requireFile(flag: string, path: string): Promise<void> {
   });
 }
 
+/** The `node` command with the given dependencies. */
+export function createNodeCommand(deps: NodeCommandDeps = {}): Command {
+  return {
+    name: "node",
+    summary: SUMMARY,
+    run: (argv, io) => runNodeCommand(argv, io, deps),
+  };
+}
+
 /** The `node` command. */
-export const nodeCommand: Command = {
-  name: "node",
-  summary: SUMMARY,
-  async run(argv: readonly string[], io: CliIO): Promise<number> {
-    const { flags, positionals, help } = parseFlags("worknode node", FLAGS, argv);
-    if (help) {
-      io.stdout(renderHelp(USAGE, SUMMARY, FLAGS));
-      return 0;
-    }
-    if (positionals.length > 0) throw new ConfigError(`unexpected argument "${positionals[0]}"`);
-    const level = flags["log-level"];
-    if (!(LOG_LEVELS as readonly string[]).includes(level)) {
-      throw new ConfigError(`--log-level: "${level}" is not one of ${LOG_LEVELS.join(", ")}`);
-    }
-    const manifestPath = flags["pod-manifest-path"];
-    const servicesPath = flags["services-file"];
-    if (!manifestPath && !servicesPath) {
-      throw new ConfigError("nothing to run: give --pod-manifest-path and/or --services-file");
-    }
-    if (manifestPath) await requireDirectory("pod-manifest-path", manifestPath);
-    if (servicesPath) await requireFile("services-file", servicesPath);
-    const endpoint = flags["container-runtime-endpoint"];
-    await checkRuntimeEndpoint(endpoint);
+export const nodeCommand: Command = createNodeCommand();
 
-    const nodeName = (flags["hostname-override"] ?? hostname()).toLowerCase();
-    const logger = createLogger({ name: "worknode-node", level: level as (typeof LOG_LEVELS)[number] });
-    const rootDir = flags["root-dir"];
-    const kubelet: KubeletCommandConfig = {
-      nodeName,
-      staticPodPath: manifestPath,
-      containerRuntimeEndpoint: endpoint,
-      rootDir,
-      maxPods: flags["max-pods"],
-      healthz:
-        flags["healthz-port"] > 0
-          ? { host: flags["healthz-bind-address"], port: flags["healthz-port"] }
-          : undefined,
-      server:
-        flags.port > 0
-          ? {
-              host: "127.0.0.1",
-              port: flags.port,
-              tlsCertFile: undefined,
-              tlsPrivateKeyFile: undefined,
-              certDir: path.join(rootDir, "pki"),
-            }
-          : undefined,
-      fileCheckFrequencyMs: flags["file-check-frequency"],
-      syncFrequencyMs: 60_000,
-      logLevel: level as (typeof LOG_LEVELS)[number],
-      configFile: undefined,
-      ignoredFields: [],
-      cluster: undefined,
-      clusterDNS: [],
-      clusterDomain: "",
-      nodeIPs: [],
-    };
-    return runStandaloneNode({
-      kubelet,
-      servicesPath,
-      rescanIntervalMs: flags["file-check-frequency"],
-      minSyncIntervalMs: flags["iptables-min-sync-period"],
-      metrics: parseHostPort("metrics-bind-address", flags["metrics-bind-address"]),
-      logger,
-      signal: io.signal,
-    });
-  },
-};
+function resolveNodeProxySettings(flags: ReturnType<typeof parseNodeFlags>["flags"]): NodeProxySettings {
+  const bit = flags["iptables-masquerade-bit"];
+  if (bit > 31) throw new CliUsageError(`--iptables-masquerade-bit: ${bit} is not 0-31`);
+  return {
+    mode: checkProxyMode(flags["proxy-mode"]),
+    clusterCIDRs: parseClusterCIDRs(flags["cluster-cidr"]),
+    masqueradeAll: flags["masquerade-all"] ?? false,
+    nodePortAddresses: checkNodePortAddresses((flags["nodeport-addresses"] ?? "").split(",")),
+    masqueradeBit: bit,
+    localhostNodePorts: parseBooleanValue(
+      "iptables-localhost-nodeports",
+      flags["iptables-localhost-nodeports"],
+    ),
+    minSyncPeriodMs: flags["iptables-min-sync-period"],
+    syncPeriodMs: flags["iptables-sync-period"],
+    healthzBindAddress: parseHostPort(
+      flags["proxy-healthz-bind-address"],
+      "--proxy-healthz-bind-address",
+      10256,
+    ),
+    metricsBindAddress: parseHostPort(flags["metrics-bind-address"], "--metrics-bind-address", 10249),
+  };
+}
 
-function parseHostPort(flag: string, value: string): { host: string; port: number } | undefined {
-  if (value === "") return undefined;
-  const colon = value.lastIndexOf(":");
-  const host = value.slice(0, colon).replace(/^\[(.*)\]$/, "$1");
-  const port = Number(value.slice(colon + 1));
-  if (colon <= 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new ConfigError(`--${flag}: "${value}" is not host:port`);
+function parseNodeFlags(argv: readonly string[]) {
+  return parseFlags("worknode node", FLAGS, argv);
+}
+
+async function runNodeCommand(argv: readonly string[], io: CliIO, deps: NodeCommandDeps): Promise<number> {
+  const { flags, positionals, help } = parseNodeFlags(argv);
+  if (help) {
+    io.stdout(renderHelp(USAGE, SUMMARY, FLAGS));
+    return 0;
   }
-  return { host, port };
+  if (positionals.length > 0) throw new ConfigError(`unexpected argument "${positionals[0]}"`);
+  const level = flags["log-level"];
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+    throw new ConfigError(`--log-level: "${level}" is not one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const proxy = resolveNodeProxySettings(flags);
+  const backend = deps.proxyBackend ?? createIptablesBackend();
+  if (flags.cleanup) {
+    const logger = createLogger({ name: "worknode-node", level: level as (typeof LOG_LEVELS)[number] });
+    const families = await backend.cleanup(logger);
+    io.stdout(`removed the proxy rules (${families.join(", ") || "no usable iptables family"})\n`);
+    return 0;
+  }
+  const manifestPath = flags["pod-manifest-path"];
+  const servicesPath = flags["services-file"];
+  if (!manifestPath && !servicesPath) {
+    throw new ConfigError("nothing to run: give --pod-manifest-path and/or --services-file");
+  }
+  if (manifestPath) await requireDirectory("pod-manifest-path", manifestPath);
+  if (servicesPath) await requireFile("services-file", servicesPath);
+  const endpoint = flags["container-runtime-endpoint"];
+  await checkRuntimeEndpoint(endpoint);
+
+  const nodeName = (flags["hostname-override"] ?? hostname()).toLowerCase();
+  const logger = createLogger({ name: "worknode-node", level: level as (typeof LOG_LEVELS)[number] });
+  const rootDir = flags["root-dir"];
+  const kubelet: KubeletCommandConfig = {
+    nodeName,
+    staticPodPath: manifestPath,
+    containerRuntimeEndpoint: endpoint,
+    rootDir,
+    maxPods: flags["max-pods"],
+    healthz:
+      flags["healthz-port"] > 0
+        ? { host: flags["healthz-bind-address"], port: flags["healthz-port"] }
+        : undefined,
+    server:
+      flags.port > 0
+        ? {
+            host: "127.0.0.1",
+            port: flags.port,
+            tlsCertFile: undefined,
+            tlsPrivateKeyFile: undefined,
+            certDir: path.join(rootDir, "pki"),
+          }
+        : undefined,
+    fileCheckFrequencyMs: flags["file-check-frequency"],
+    syncFrequencyMs: 60_000,
+    logLevel: level as (typeof LOG_LEVELS)[number],
+    configFile: undefined,
+    ignoredFields: [],
+    cluster: undefined,
+    clusterDNS: [],
+    clusterDomain: "",
+    nodeIPs: [],
+  };
+  return runStandaloneNode({
+    kubelet,
+    servicesPath,
+    rescanIntervalMs: flags["file-check-frequency"],
+    proxy,
+    backend,
+    kubeConfig: flags.kubeconfig !== undefined ? loadKubeConfig(flags.kubeconfig) : undefined,
+    logger,
+    signal: io.signal,
+  });
+}
+
+function loadKubeConfig(file: string): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  try {
+    kubeConfig.loadFromFile(file);
+  } catch (err) {
+    throw new ConfigError(`--kubeconfig: cannot load ${file}: ${describeError(err)}`);
+  }
+  if (!kubeConfig.getCurrentCluster()) throw new ConfigError(`--kubeconfig: ${file} has no current cluster`);
+  return kubeConfig;
 }
 
 interface StandaloneNodeOptions {
   kubelet: KubeletCommandConfig;
+  kubeConfig: KubeConfig | undefined;
   servicesPath: string | undefined;
   rescanIntervalMs: number;
-  minSyncIntervalMs: number;
-  metrics: { host: string; port: number } | undefined;
+  proxy: NodeProxySettings;
+  backend: ProxyBackend;
   logger: Logger;
   signal: AbortSignal;
 }
@@ -202,11 +304,33 @@ async function runStandaloneNode(o: StandaloneNodeOptions): Promise<number> {
   const { logger } = o;
   const stoppers: Array<() => Promise<void>> = [];
   try {
+    let running: RunningKubelet | undefined;
     if (o.kubelet.staticPodPath) {
-      const running = await startKubelet(o.kubelet, { logger: logger.child({ component: "kubelet" }) });
-      stoppers.push(() => running.stop());
+      const started = await startKubelet(o.kubelet, { logger: logger.child({ component: "kubelet" }) });
+      running = started;
+      stoppers.push(() => started.stop());
     }
-    if (o.servicesPath) stoppers.push(await startServiceModel(o));
+    if (o.servicesPath) {
+      const kubelet = running?.kubelet;
+      const pods = new KubeletPodSource({
+        listPods: () => kubelet?.pods() ?? [],
+        logger: logger.child({ source: "kubelet-pods" }),
+      });
+      await pods.start();
+      stoppers.push(() => pods.stop());
+      const proxy = await startNodeProxy({
+        settings: o.proxy,
+        nodeName: o.kubelet.nodeName,
+        nodeIPs: hostNodeIPs(),
+        servicesPath: o.servicesPath,
+        rescanIntervalMs: o.rescanIntervalMs,
+        pods,
+        backend: o.backend,
+        ...(o.kubeConfig !== undefined ? { kubeConfig: o.kubeConfig } : {}),
+        logger: logger.child({ component: "proxy" }),
+      });
+      stoppers.push(() => proxy.stop());
+    }
 
     logger.info(
       {
@@ -230,76 +354,11 @@ async function runStandaloneNode(o: StandaloneNodeOptions): Promise<number> {
         { once: true },
       );
     });
-    logger.info("stopping (pods keep running, as with the kubelet)");
+    logger.info(
+      "stopping (pods keep running, as with the kubelet; proxy rules stay in place, as with kube-proxy — `worknode node --cleanup` removes them)",
+    );
     return 0;
   } finally {
     for (const stop of stoppers.reverse()) await stop().catch((err) => logger.warn({ err }, "stop failed"));
   }
-}
-
-/**
- * The proxy half, as far as it goes today: the services file feeds the change tracker and the
- * service model is logged and exported as metrics, but not programmed on the node.
- */
-async function startServiceModel(o: StandaloneNodeOptions): Promise<() => Promise<void>> {
-  const { logger } = o;
-  const registry = createMetricsRegistry();
-  const servicePorts = new Gauge({
-    name: "worknode_node_service_ports",
-    help: "Service ports in the current service model",
-    registers: [registry],
-  });
-  const endpointsGauge = new Gauge({
-    name: "worknode_node_service_endpoints",
-    help: "Endpoints in the current service model",
-    registers: [registry],
-  });
-  const services = new ServicesFileSource({
-    path: o.servicesPath!,
-    logger: logger.child({ source: "services-file" }),
-    registry,
-    rescanIntervalMs: o.rescanIntervalMs,
-  });
-  const tracker = new ServiceChangeTracker({
-    nodeName: o.kubelet.nodeName,
-    logger: logger.child({ component: "tracker" }),
-  });
-  services.services.addHandler(tracker.serviceHandler);
-  services.endpointSlices.addHandler(tracker.endpointSliceHandler);
-  const runner = new BoundedFrequencyRunner({
-    name: "service-model",
-    minIntervalMs: o.minSyncIntervalMs,
-    maxIntervalMs: 30_000,
-    logger,
-    fn: async () => {
-      if (!tracker.hasPendingChanges()) return;
-      const { snapshot, changes } = tracker.commit();
-      let endpoints = 0;
-      for (const eps of snapshot.endpoints.values()) endpoints += eps.length;
-      servicePorts.set(snapshot.services.size);
-      endpointsGauge.set(endpoints);
-      logger.info(
-        {
-          generation: snapshot.generation,
-          servicePorts: snapshot.services.size,
-          endpoints,
-          changed: [...changes.changedServicePorts],
-          deleted: [...changes.deletedServicePorts],
-        },
-        "service model updated (not programmed on the node yet)",
-      );
-    },
-  });
-  tracker.onPendingChange(() => runner.run());
-  const server = o.metrics
-    ? await startMetricsServer({ host: o.metrics.host, port: o.metrics.port, registries: [registry] })
-    : undefined;
-  await services.start();
-  runner.start();
-  runner.run();
-  return async () => {
-    await runner.stop();
-    await services.stop();
-    await server?.close();
-  };
 }
