@@ -41,4 +41,5 @@ export {
   type ResolvedCriClientOptions,
   resolveCriClientOptions,
 } from "./options.js";
+export * from "./streaming/index.js";
 export { encodeRequest, type RpcDescriptor } from "./transport.js";

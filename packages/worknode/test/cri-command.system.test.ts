@@ -1,11 +1,16 @@
 // `worknode cri` against a real containerd (the lab's, on its own bridge and subnet) or the
-// runtime named by $WORKNODE_CRI_ENDPOINT.
-import { randomUUID } from "node:crypto";
+// runtime named by $WORKNODE_CRI_ENDPOINT. The streaming commands (exec, attach, port-forward)
+// run the CLI as a child process, with piped stdin or on a tmux terminal.
+import { execFile, spawn } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
+import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
+import { promisify } from "node:util";
 import { ContainerState, CriClient } from "@worknode/cri";
-import { type ContainerdLab, startContainerdLab } from "@worknode/testing";
+import { type ContainerdLab, ensureAptPackages, startContainerdLab } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli } from "../src/main.js";
 
@@ -14,6 +19,80 @@ let client: CriClient;
 let logRoot: string;
 let podId: string;
 let containerId: string;
+let sandboxConfig: {
+  metadata: { name: string; uid: string; namespace: string; attempt: number };
+  logDirectory: string;
+  linux: object;
+};
+
+const ROOT = path.resolve(import.meta.dirname, "../../..");
+const CLI = path.join(ROOT, "packages/worknode/src/cli.ts");
+const TSX = pathToFileURL(path.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href;
+const NODE_ARGS = ["--conditions=@worknode/source", "--import", TSX, CLI];
+const TMUX_SOCKET = "wnstr-cli";
+const run = promisify(execFile);
+
+interface ChildRun {
+  status: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+/** Runs `worknode cri <argv>` as a child process, feeding it `stdin` (then closing it). */
+function cliChild(argv: string[], stdin: Buffer | string = ""): Promise<ChildRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [...NODE_ARGS, "cri", argv[0]!, "--runtime-endpoint", lab.endpoint, ...argv.slice(1)],
+      { stdio: ["pipe", "pipe", "pipe"], timeout: 120_000 },
+    );
+    const out: Buffer[] = [];
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => out.push(d));
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout: Buffer.concat(out), stderr }));
+    child.stdin.on("error", () => {});
+    child.stdin.end(stdin);
+  });
+}
+
+async function tmux(...args: string[]): Promise<string> {
+  return (await run("tmux", ["-L", TMUX_SOCKET, ...args])).stdout;
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function startContainer(name: string, command: string[], extra: object = {}): Promise<string> {
+  const { containerId: id } = await client.runtime.createContainer({
+    podSandboxId: podId,
+    sandboxConfig,
+    config: {
+      metadata: { name, attempt: 0 },
+      image: { image: lab.busyboxImage },
+      command,
+      logPath: `${name}/0.log`,
+      linux: {},
+      ...extra,
+    },
+  });
+  await client.runtime.startContainer({ containerId: id });
+  await waitFor(`${name} running`, async () => {
+    const { status } = await client.runtime.containerStatus({ containerId: id });
+    return status?.state === ContainerState.CONTAINER_RUNNING ? true : undefined;
+  });
+  return id;
+}
 
 async function cli(...argv: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
   let stdout = "";
@@ -34,17 +113,17 @@ beforeAll(async () => {
   lab = await startContainerdLab({
     log: (l) => console.error(`[lab] ${l}`),
     containerd: {
-      labDir: "/tmp/wncli-lab",
-      bridgeName: "wncli0",
-      podSubnet: "10.81.0.0/16",
-      streamPort: 10041,
+      labDir: "/tmp/wnstr-lab",
+      bridgeName: "wnstr0",
+      podSubnet: "10.89.0.0/16",
+      streamPort: 10056,
     },
   });
   client = new CriClient({ endpoint: lab.endpoint });
   await client.connect();
   logRoot = await mkdtemp(path.join(tmpdir(), "wncli-logs-"));
   await client.image.pullImage({ image: { image: lab.busyboxImage } });
-  const sandboxConfig = {
+  sandboxConfig = {
     metadata: { name: "cli-web", uid: randomUUID(), namespace: "default", attempt: 0 },
     logDirectory: logRoot,
     linux: {},
@@ -56,7 +135,11 @@ beforeAll(async () => {
     config: {
       metadata: { name: "httpd", attempt: 0 },
       image: { image: lab.busyboxImage },
-      command: ["sh", "-c", "echo hello from stdout; echo oops >&2; exec httpd -f -p 8080 -h /www"],
+      command: [
+        "sh",
+        "-c",
+        "echo hello from stdout; echo oops >&2; mkdir -p /www; echo hello from httpd > /www/index.html; exec httpd -f -p 8080 -h /www",
+      ],
       logPath: "httpd/0.log",
       linux: {},
     },
@@ -70,6 +153,7 @@ beforeAll(async () => {
 }, 900_000);
 
 afterAll(async () => {
+  await run("tmux", ["-L", TMUX_SOCKET, "kill-server"]).catch(() => {});
   if (podId) {
     await client.runtime.stopPodSandbox({ podSandboxId: podId }).catch(() => {});
     await client.runtime.removePodSandbox({ podSandboxId: podId }).catch(() => {});
@@ -114,12 +198,9 @@ describe("worknode cri", () => {
     expect(missing.stderr.trimEnd().split("\n")).toHaveLength(1);
   });
 
-  it("exec runs a command by id prefix and returns its exit status and output", async () => {
-    const r = await cli("exec", containerId.slice(0, 12), "sh", "-c", "echo out; echo err >&2; exit 3");
+  it("exec -s runs a command with ExecSync and returns its exit status and output", async () => {
+    const r = await cli("exec", "-s", containerId.slice(0, 12), "sh", "-c", "echo out; echo err >&2; exit 3");
     expect(r).toEqual({ status: 3, stdout: "out\n", stderr: "err\n" });
-    const it = await cli("exec", "-t", containerId, "sh");
-    expect(it.status).toBe(1);
-    expect(it.stderr).toMatch(/interactive exec .* not implemented yet/);
   });
 
   it("logs prints the container's stdout and stderr from its CRI log file", async () => {
@@ -161,5 +242,216 @@ describe("worknode cri", () => {
     expect(status).toBe(1);
     expect(stderr.trimEnd().split("\n")).toHaveLength(1);
     expect(stderr).toMatch(/wncli-nothing-here\.sock/);
+  });
+});
+
+describe("worknode cri streaming commands (child processes)", () => {
+  it("exec streams stdout and stderr apart and exits with the command's code", async () => {
+    const r = await cliChild([
+      "exec",
+      containerId.slice(0, 12),
+      "sh",
+      "-c",
+      "echo out; echo err >&2; exit 3",
+    ]);
+    expect({ status: r.status, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({
+      status: 3,
+      stdout: "out\n",
+      stderr: "err\n",
+    });
+  });
+
+  it("exec -i pipes stdin to the command", async () => {
+    const r = await cliChild(["exec", "-i", containerId, "sh"], "echo hi-from-stdin; exit 4\n");
+    expect({ status: r.status, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({
+      status: 4,
+      stdout: "hi-from-stdin\n",
+      stderr: "",
+    });
+  });
+
+  it("exec -i closes the command's stdin when ours ends (SPDY, crictl's default transport)", async () => {
+    const r = await cliChild(["exec", "-i", containerId, "sh", "-c", "cat; echo done"], "line 1\nline 2\n");
+    expect({ status: r.status, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({
+      status: 0,
+      stdout: "line 1\nline 2\ndone\n",
+      stderr: "",
+    });
+  });
+
+  it("exec --transport websocket streams too", async () => {
+    const r = await cliChild([
+      "exec",
+      "--transport",
+      "websocket",
+      containerId,
+      "sh",
+      "-c",
+      "echo ws; exit 2",
+    ]);
+    expect({ status: r.status, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({
+      status: 2,
+      stdout: "ws\n",
+      stderr: "",
+    });
+  });
+
+  it("exec -i carries binary stdin and stdout unchanged", async () => {
+    const payload = randomBytes(300_000);
+    const r = await cliChild(
+      ["exec", "-i", containerId, "--", "head", "-c", String(payload.length)],
+      payload,
+    );
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout.equals(payload)).toBe(true);
+  });
+
+  it("exec refuses -t without -i and -it without a terminal, as crictl does", async () => {
+    const noI = await cliChild(["exec", "-t", containerId, "sh"]);
+    expect(noI.status).toBe(1);
+    expect(noI.stderr).toMatch(/tty=true must be specified with interactive=true/);
+    const piped = await cliChild(["exec", "-it", containerId, "sh"], "exit 0\n");
+    expect(piped.status).toBe(1);
+    expect(piped.stderr).toMatch(/input is not a terminal/);
+  });
+
+  it("exec -it runs on a raw terminal that follows the window size (tmux)", async () => {
+    await ensureAptPackages(["tmux"]);
+    await tmux("kill-server").catch(() => {});
+    await tmux(
+      "new-session",
+      "-d",
+      "-s",
+      "wn",
+      "-x",
+      "100",
+      "-y",
+      "30",
+      process.execPath,
+      ...NODE_ARGS,
+      "cri",
+      "exec",
+      "-it",
+      "--runtime-endpoint",
+      lab.endpoint,
+      containerId,
+      "sh",
+    );
+    await tmux("set-option", "-t", "wn", "remain-on-exit", "on");
+    const screenShows = (text: string) =>
+      waitFor(`"${text}" on the terminal`, async () => {
+        await tmux("send-keys", "-t", "wn", "stty size", "Enter");
+        await new Promise((r) => setTimeout(r, 300));
+        return (await tmux("capture-pane", "-p", "-t", "wn")).includes(text) ? true : undefined;
+      });
+    await screenShows("30 100");
+    await tmux("resize-window", "-t", "wn", "-x", "120", "-y", "40");
+    await screenShows("40 120");
+    await tmux("send-keys", "-t", "wn", "exit 9", "Enter");
+    const status = await waitFor("the CLI to exit", async () => {
+      const [dead, code] = (
+        await tmux("display-message", "-p", "-t", "wn", "#{pane_dead} #{pane_dead_status}")
+      )
+        .trim()
+        .split(" ");
+      return dead === "1" ? Number(code) : undefined;
+    });
+    expect(status).toBe(9);
+    await tmux("kill-server");
+  });
+
+  it("exec -it detaches on ctrl-p ctrl-q with status 0, as crictl does (tmux)", async () => {
+    await tmux("kill-server").catch(() => {});
+    await tmux(
+      "new-session",
+      "-d",
+      "-s",
+      "wn",
+      "-x",
+      "80",
+      "-y",
+      "24",
+      process.execPath,
+      ...NODE_ARGS,
+      "cri",
+      "exec",
+      "-it",
+      "--runtime-endpoint",
+      lab.endpoint,
+      containerId,
+      "sh",
+    );
+    await tmux("set-option", "-t", "wn", "remain-on-exit", "on");
+    await waitFor("the shell's answer", async () => {
+      await tmux("send-keys", "-t", "wn", "echo ready-$((40+2))", "Enter");
+      await new Promise((r) => setTimeout(r, 300));
+      return (await tmux("capture-pane", "-p", "-t", "wn")).includes("ready-42") ? true : undefined;
+    });
+    await tmux("send-keys", "-t", "wn", "C-p", "C-q");
+    const status = await waitFor("the CLI to detach", async () => {
+      const [dead, code] = (
+        await tmux("display-message", "-p", "-t", "wn", "#{pane_dead} #{pane_dead_status}")
+      )
+        .trim()
+        .split(" ");
+      return dead === "1" ? Number(code) : undefined;
+    });
+    expect(status).toBe(0);
+    await tmux("kill-server");
+  });
+
+  it("attach -i connects stdin and stdout to a container's main process", async () => {
+    const reader = await startContainer("reader", ["sh", "-c", "read line; echo got:$line; exit 0"], {
+      stdin: true,
+      stdinOnce: true,
+    });
+    const r = await cliChild(["attach", "-i", reader.slice(0, 12)], "over-attach\n");
+    expect({ status: r.status, stdout: r.stdout.toString(), stderr: r.stderr }).toEqual({
+      status: 0,
+      stdout: "got:over-attach\n",
+      stderr: "",
+    });
+  });
+
+  it("port-forward listens on 127.0.0.1 and forwards HTTP to the pod until interrupted", async () => {
+    const child = spawn(
+      process.execPath,
+      [...NODE_ARGS, "cri", "port-forward", "--runtime-endpoint", lab.endpoint, podId.slice(0, 12), ":8080"],
+      { stdio: ["ignore", "pipe", "pipe"], timeout: 120_000 },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+    try {
+      const port = await waitFor("the Forwarding line", async () => {
+        const m = /^Forwarding from 127\.0\.0\.1:(\d+) -> 8080$/m.exec(stdout);
+        return m ? Number(m[1]) : undefined;
+      });
+      const get = () =>
+        new Promise<string>((resolve, reject) => {
+          http
+            .get({ host: "127.0.0.1", port, path: "/", agent: false }, (res) => {
+              let body = "";
+              res.on("data", (d: Buffer) => {
+                body += d.toString();
+              });
+              res.on("end", () => resolve(`${res.statusCode} ${body}`));
+            })
+            .on("error", reject);
+        });
+      expect(await Promise.all([get(), get(), get()])).toEqual(Array(3).fill("200 hello from httpd\n"));
+      expect(stdout.match(new RegExp(`^Handling connection for ${port}$`, "gm"))).toHaveLength(3);
+    } finally {
+      child.kill("SIGINT");
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toBe("");
   });
 });

@@ -1,7 +1,11 @@
 /**
  * `worknode cri`: the crictl subset an operator reaches for — `ps`, `pods`,
- * `images`, `pull`, `exec`, `logs`, `inspect` — over `@worknode/cri`, printing
- * crictl's tables or JSON with `-o json`.
+ * `images`, `pull`, `exec`, `attach`, `port-forward`, `logs`, `inspect` — over
+ * `@worknode/cri`, printing crictl's tables or JSON with `-o json`.
+ *
+ * `exec` streams like crictl (`-i` stdin, `-t` terminal, `-s` for ExecSync) and `attach`
+ * connects to a container's main process: both write the container's bytes to the process's
+ * own stdout / stderr. `port-forward` listens on 127.0.0.1 until interrupted.
  *
  * @module
  */
@@ -11,19 +15,29 @@ import {
   ContainerState,
   ContainerStatusResponse,
   CriClient,
+  CriStreamingClient,
   ListContainersResponse,
   ListImagesResponse,
   ListPodSandboxResponse,
+  type RemoteCommandTransportName,
 } from "@worknode/cri";
 import { type FlagSpec, parseFlags, renderHelp } from "../../flags.js";
 import type { CliIO, Command } from "../../main.js";
 import { formatContainers, formatImages, formatSandboxes, shortId } from "./format.js";
 import { parseCriLog, tailLines } from "./logs.js";
+import { parsePortSpec } from "./port-spec.js";
+import { type CriStdio, processStdio } from "./stdio.js";
+import { resolvePodSandbox, runPortForward, runSession } from "./streaming.js";
 
 const ENDPOINT_FLAG = {
   kind: "string",
   help: "The CRI runtime's endpoint",
   default: "unix:///run/containerd/containerd.sock",
+} as const satisfies FlagSpec;
+const TRANSPORT_FLAG = {
+  kind: "string",
+  help: "Streaming transport: spdy (closes the command's stdin when ours ends) or websocket",
+  default: "spdy",
 } as const satisfies FlagSpec;
 const OUTPUT_FLAG = {
   kind: "string",
@@ -39,17 +53,26 @@ const SHORT_FLAGS: Readonly<Record<string, string>> = {
   "-r": "--runtime-endpoint",
   "-f": "--follow",
 };
-const EXEC_SHORT_FLAGS: Readonly<Record<string, readonly string[]>> = {
-  "-i": ["--interactive"],
-  "-t": ["--tty"],
-  "-it": ["--interactive", "--tty"],
-  "-ti": ["--interactive", "--tty"],
+/** `-i`, `-t`, `-s` and their clusters (`-it`, `-ti`, `-is` …) of exec and attach. */
+const SESSION_SHORT_FLAGS: Readonly<Record<string, string>> = {
+  i: "--interactive",
+  t: "--tty",
+  s: "--sync",
 };
+
+function sessionShortFlags(command: string, arg: string): string[] | undefined {
+  if (command !== "exec" && command !== "attach") return undefined;
+  if (!/^-[its]+$/.test(arg)) return undefined;
+  const letters = [...arg.slice(1)];
+  if (command === "attach" && letters.includes("s")) return undefined;
+  return letters.map((l) => SESSION_SHORT_FLAGS[l]!);
+}
 
 function expandShortFlags(command: string, argv: readonly string[]): string[] {
   const out: string[] = [];
   for (const a of argv) {
-    if (command === "exec" && EXEC_SHORT_FLAGS[a]) out.push(...EXEC_SHORT_FLAGS[a]);
+    const session = sessionShortFlags(command, a);
+    if (session) out.push(...session);
     else if (command === "logs" && a === "-t") out.push("--timestamps");
     else out.push(SHORT_FLAGS[a] ?? a);
   }
@@ -65,6 +88,7 @@ interface Subcommand {
     args: string[],
     client: CriClient,
     io: CliIO,
+    stdio: CriStdio,
   ): Promise<number>;
 }
 
@@ -73,6 +97,13 @@ function outputFormat(flags: Record<string, unknown>): "table" | "json" {
   if (o !== "table" && o !== "json")
     throw new ConfigError(`--output: "${String(o)}" is not one of table, json`);
   return o;
+}
+
+function transport(flags: Record<string, unknown>): RemoteCommandTransportName {
+  const t = flags.transport;
+  if (t !== "spdy" && t !== "websocket")
+    throw new ConfigError(`--transport: "${String(t)}" is not one of spdy, websocket`);
+  return t;
 }
 
 function json(value: unknown): string {
@@ -183,28 +214,78 @@ const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
     },
   },
   exec: {
-    summary: "Run a command in a running container (non-interactive)",
-    usage: "worknode cri exec [--timeout SECONDS] CONTAINER COMMAND [ARG...]",
+    summary: "Run a command in a running container",
+    usage:
+      "worknode cri exec [-i] [-t] [--transport spdy|websocket] [-s [--timeout SECONDS]] CONTAINER [--] COMMAND [ARG...]",
     flags: {
       "runtime-endpoint": ENDPOINT_FLAG,
-      timeout: { kind: "int", help: "Seconds before the command is killed (0: no limit)", default: "0" },
-      interactive: {
-        kind: "boolean",
-        help: "Keep stdin open (needs the streaming client: not implemented yet)",
+      interactive: { kind: "boolean", help: "Keep stdin open and pass it to the command (-i)" },
+      tty: { kind: "boolean", help: "Allocate a pseudo-TTY; needs -i and a terminal (-t)" },
+      sync: { kind: "boolean", help: "Run the command synchronously with ExecSync (-s)" },
+      transport: TRANSPORT_FLAG,
+      timeout: {
+        kind: "int",
+        help: "With --sync: seconds before the command is killed (0: no limit)",
+        default: "0",
       },
-      tty: { kind: "boolean", help: "Allocate a TTY (needs the streaming client: not implemented yet)" },
     },
-    async run(flags, args, client, io) {
-      if (flags.interactive || flags.tty) {
-        throw new ConfigError("interactive exec (-i / -t) needs CRI streaming, which is not implemented yet");
-      }
-      const [container, ...cmd] = args;
+    async run(flags, args, client, io, stdio) {
+      const [container, ...rest] = args;
+      // `exec CONTAINER -- CMD`: the separator after the container is not part of the command.
+      const cmd = rest[0] === "--" ? rest.slice(1) : rest;
       if (!container || cmd.length === 0) throw new ConfigError("exec needs a container id and a command");
       const containerId = await resolveContainer(client, container);
-      const res = await client.runtime.execSync({ containerId, cmd, timeout: Number(flags.timeout ?? 0) });
-      if (res.stdout.length) io.stdout(Buffer.from(res.stdout).toString());
-      if (res.stderr.length) io.stderr(Buffer.from(res.stderr).toString());
-      return res.exitCode;
+      if (flags.sync) {
+        if (flags.interactive || flags.tty) throw new ConfigError("--sync cannot be combined with -i or -t");
+        const res = await client.runtime.execSync({ containerId, cmd, timeout: Number(flags.timeout ?? 0) });
+        if (res.stdout.length) io.stdout(Buffer.from(res.stdout).toString());
+        if (res.stderr.length) io.stderr(Buffer.from(res.stderr).toString());
+        return res.exitCode;
+      }
+      const streaming = new CriStreamingClient(client);
+      const tty = flags.tty === true;
+      return runSession(
+        (streams) => streaming.startExec({ containerId, cmd, tty, transport: transport(flags), ...streams }),
+        { interactive: flags.interactive === true, tty },
+        stdio,
+        io,
+      );
+    },
+  },
+  attach: {
+    summary: "Attach to a running container's main process",
+    usage: "worknode cri attach [-i] [-t] [--transport spdy|websocket] CONTAINER",
+    flags: {
+      "runtime-endpoint": ENDPOINT_FLAG,
+      interactive: { kind: "boolean", help: "Pass stdin to the container (-i)" },
+      tty: { kind: "boolean", help: "Stdin is a TTY: the container must have been created with one (-t)" },
+      transport: TRANSPORT_FLAG,
+    },
+    async run(flags, args, client, io, stdio) {
+      const [container, extra] = args;
+      if (!container || extra !== undefined) throw new ConfigError("attach takes exactly one container id");
+      const containerId = await resolveContainer(client, container);
+      const streaming = new CriStreamingClient(client);
+      const tty = flags.tty === true;
+      return runSession(
+        (streams) => streaming.startAttach({ containerId, tty, transport: transport(flags), ...streams }),
+        { interactive: flags.interactive === true, tty },
+        stdio,
+        io,
+      );
+    },
+  },
+  "port-forward": {
+    summary: "Forward local ports to ports in a pod",
+    usage: "worknode cri port-forward POD-SANDBOX [LOCAL_PORT:]REMOTE_PORT [...]",
+    flags: { "runtime-endpoint": ENDPOINT_FLAG },
+    async run(_flags, args, client, io) {
+      const [pod, ...ports] = args;
+      if (!pod || ports.length === 0)
+        throw new ConfigError("port-forward needs a pod sandbox id and at least one [LOCAL:]REMOTE port");
+      const specs = ports.map(parsePortSpec);
+      const podSandboxId = await resolvePodSandbox(client, pod);
+      return runPortForward(new CriStreamingClient(client), podSandboxId, specs, io);
     },
   },
   logs: {
@@ -321,7 +402,8 @@ function usage(): string {
 /** The `cri` command. */
 export const criCommand: Command = {
   name: "cri",
-  summary: "Talk to the container runtime over CRI: ps, pods, images, pull, exec, logs, inspect",
+  summary:
+    "Talk to the container runtime over CRI: ps, pods, images, pull, exec, attach, port-forward, logs, inspect",
   async run(argv, io) {
     const [name, ...rest] = argv;
     if (name === undefined || name === "--help" || name === "help") {
@@ -341,7 +423,7 @@ export const criCommand: Command = {
     const client = new CriClient({ endpoint: String(flags["runtime-endpoint"]) });
     try {
       await client.connect();
-      return await sub.run(flags, [...positionals, ...tail], client, io);
+      return await sub.run(flags, [...positionals, ...tail], client, io, processStdio());
     } finally {
       client.close();
     }
