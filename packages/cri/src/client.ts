@@ -15,6 +15,7 @@ import {
 } from "./generated/services.js";
 import { CRI_API_VERSION, checkRuntimeApiVersion } from "./negotiation.js";
 import { type CriClientOptions, type ResolvedCriClientOptions, resolveCriClientOptions } from "./options.js";
+import { CriStreamingClient } from "./streaming/streaming-client.js";
 import { CriTransport, type RpcDescriptor } from "./transport.js";
 
 /** Builds the method object of one service from its generated RPC table. */
@@ -47,6 +48,11 @@ export class CriClient {
   readonly runtime: CriRuntimeService;
   /** `runtime.v1.ImageService`: list, inspect, pull and remove images. */
   readonly image: CriImageService;
+  /**
+   * Follows the `Exec` / `Attach` / `PortForward` streaming URLs: interactive
+   * commands with stdin / stdout / stderr and TTY resize, and port forwarding.
+   */
+  readonly streaming: CriStreamingClient;
   /** The options in force (defaults applied). */
   readonly options: ResolvedCriClientOptions;
   readonly #transport: CriTransport;
@@ -62,6 +68,7 @@ export class CriClient {
     this.#transport = new CriTransport(this.options, options.logger);
     this.runtime = bindService<CriRuntimeService>(runtimeServiceRpcs, this.#transport);
     this.image = bindService<CriImageService>(imageServiceRpcs, this.#transport);
+    this.streaming = new CriStreamingClient(this);
   }
 
   /** The endpoint in canonical form (`unix:///…` or `tcp://host:port`). */

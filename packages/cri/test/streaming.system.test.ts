@@ -10,7 +10,7 @@ import {
   ContainerState,
   CriClient,
   CriStreamError,
-  CriStreamingClient,
+  type CriStreamingClient,
   type DeepPartial,
   openPortForwardStream,
   type PodSandboxConfig,
@@ -93,7 +93,7 @@ beforeAll(async () => {
   lab = await startContainerdLab({ log: (l) => console.error(`[lab] ${l}`), containerd: LAB_CONTAINERD });
   client = new CriClient({ endpoint: lab.endpoint });
   await client.connect();
-  streaming = new CriStreamingClient(client);
+  streaming = client.streaming;
   await client.image.pullImage({ image: { image: lab.busyboxImage } });
   const sandboxConfig: DeepPartial<PodSandboxConfig> = {
     metadata: { name: "streaming", uid: randomUUID(), namespace: "default", attempt: 0 },

@@ -15,7 +15,6 @@ import {
   ContainerState,
   ContainerStatusResponse,
   CriClient,
-  CriStreamingClient,
   ListContainersResponse,
   ListImagesResponse,
   ListPodSandboxResponse,
@@ -242,7 +241,7 @@ const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
         if (res.stderr.length) io.stderr(Buffer.from(res.stderr).toString());
         return res.exitCode;
       }
-      const streaming = new CriStreamingClient(client);
+      const streaming = client.streaming;
       const tty = flags.tty === true;
       return runSession(
         (streams) => streaming.startExec({ containerId, cmd, tty, transport: transport(flags), ...streams }),
@@ -265,7 +264,7 @@ const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
       const [container, extra] = args;
       if (!container || extra !== undefined) throw new ConfigError("attach takes exactly one container id");
       const containerId = await resolveContainer(client, container);
-      const streaming = new CriStreamingClient(client);
+      const streaming = client.streaming;
       const tty = flags.tty === true;
       return runSession(
         (streams) => streaming.startAttach({ containerId, tty, transport: transport(flags), ...streams }),
@@ -285,7 +284,7 @@ const SUBCOMMANDS: Readonly<Record<string, Subcommand>> = {
         throw new ConfigError("port-forward needs a pod sandbox id and at least one [LOCAL:]REMOTE port");
       const specs = ports.map(parsePortSpec);
       const podSandboxId = await resolvePodSandbox(client, pod);
-      return runPortForward(new CriStreamingClient(client), podSandboxId, specs, io);
+      return runPortForward(client.streaming, podSandboxId, specs, io);
     },
   },
   logs: {
