@@ -20,7 +20,7 @@ import { createLogger, ManifestDirSource } from "@worknode/core";
 import { CriClient } from "@worknode/cri";
 import { startContainerdLab } from "@worknode/testing";
 import { stringify } from "yaml";
-import { Kubelet } from "../src/index.js";
+import { Kubelet, RuntimeInspector } from "../src/index.js";
 import { PodStartTracker, percentile, sleeperPod } from "./pod-start-lab.js";
 
 if (process.getuid?.() !== 0)
@@ -126,6 +126,32 @@ function runtimeCpu(labDir: string): number {
   return sum;
 }
 
+/**
+ * The CPU cost of one pod status read (kubelet's GetPodStatus: 2 filtered lists + one status per
+ * sandbox and container) with the batch running: 100 reads one after the other, CPU per read in
+ * the kubelet process and in the lab runtime.
+ */
+async function podStatusCost(client: CriClient, kubelet: Kubelet) {
+  const inspector = new RuntimeInspector(client);
+  const pods = kubelet.pods().slice(0, 100);
+  const reads = 100;
+  const c0 = process.cpuUsage();
+  const r0 = runtimeCpu(LAB_DIR);
+  const t0 = performance.now();
+  for (let i = 0; i < reads; i++) {
+    const p = pods[i % pods.length];
+    await inspector.podStatus(p?.metadata?.uid ?? "", p?.metadata?.name ?? "", p?.metadata?.namespace ?? "");
+  }
+  const wall = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  return {
+    reads,
+    wallMsPerRead: Math.round((wall / reads) * 10) / 10,
+    kubeletCpuMsPerRead: Math.round(((c.user + c.system) / 1000 / reads) * 10) / 10,
+    runtimeCpuMsPerRead: Math.round((((runtimeCpu(LAB_DIR) - r0) * TICK_MS) / reads) * 10) / 10,
+  };
+}
+
 async function main(): Promise<void> {
   const lab = await startContainerdLab({
     log: (l) => console.error(`[lab] ${l}`),
@@ -226,6 +252,7 @@ async function main(): Promise<void> {
         ),
       };
       console.log(JSON.stringify(report, null, 2));
+      console.log(JSON.stringify({ pods: n, podStatusCost: await podStatusCost(raw, kubelet) }, null, 2));
       // Remove the batch before the next one (not measured).
       for (const f of readdirSync(manifestDir)) unlinkSync(path.join(manifestDir, f));
       for (const deadline = Date.now() + 300_000; kubelet.pods().length > 0 && Date.now() < deadline; )

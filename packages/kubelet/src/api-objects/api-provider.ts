@@ -113,11 +113,10 @@ export class ApiPodObjectProvider implements PodObjectProvider {
     if (hit && now - hit.at < this.ttlMs) return hit.value as Promise<T>;
     const value = load();
     this.cache.set(key, { at: now, value });
-    // Failures other than "not found" are not cached: the next read retries.
-    value.catch((e: unknown) => {
-      if (!(e instanceof PodObjectError && e.notFound) && this.cache.get(key)?.value === value) {
-        this.cache.delete(key);
-      }
+    // Failures are not cached, "not found" included: a pod waiting for an object it
+    // references starts at its next retry once the object is created.
+    value.catch(() => {
+      if (this.cache.get(key)?.value === value) this.cache.delete(key);
     });
     return value;
   }

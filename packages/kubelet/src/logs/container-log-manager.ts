@@ -94,6 +94,8 @@ export class ContainerLogManager {
   private timer: TimerHandle | undefined;
   private inFlight: Promise<unknown> | undefined;
   private running = false;
+  /** Log path by container ID (fixed for a container's life): one ContainerStatus per container. */
+  private readonly logPaths = new Map<string, string>();
 
   constructor(private readonly options: ContainerLogManagerOptions) {
     this.policy = options.policy ?? logRotationPolicy();
@@ -126,11 +128,13 @@ export class ContainerLogManager {
     const { containers } = await this.options.client.runtime.listContainers({
       filter: { state: { state: ContainerState.CONTAINER_RUNNING } },
     });
+    const live = new Set(containers.map((c) => c.id));
+    for (const id of this.logPaths.keys()) if (!live.has(id)) this.logPaths.delete(id);
     const out: ContainerLogCheck[] = [];
     for (const c of containers) {
       if (!parseContainerLabels(c.labels)) continue;
       try {
-        const r = await this.checkContainer(c.id);
+        const r = await this.checkContainer(c.id, this.logPaths.get(c.id));
         if (r) out.push(r);
       } catch (e) {
         this.logger.warn({ containerId: c.id, err: describeError(e) }, "failed to rotate container log");
@@ -140,15 +144,19 @@ export class ContainerLogManager {
   }
 
   /**
-   * Checks one container's log file and rotates it when it is too big.
-   * Undefined when the container has no log path or is gone.
+   * Checks one running container's log file and rotates it when it is too big;
+   * `knownLogPath` saves the ContainerStatus call that finds it. Undefined when
+   * the container has no log path or is not running.
    * @throws LogRotationError when the runtime refuses to reopen the log
    */
-  async checkContainer(containerId: string): Promise<ContainerLogCheck | undefined> {
-    const runtime = this.options.client.runtime;
-    const { status } = await runtime.containerStatus({ containerId });
-    const logPath = status?.logPath ?? "";
-    if (!status || !logPath || status.state !== ContainerState.CONTAINER_RUNNING) return undefined;
+  async checkContainer(containerId: string, knownLogPath?: string): Promise<ContainerLogCheck | undefined> {
+    let logPath = knownLogPath ?? "";
+    if (!logPath) {
+      const { status } = await this.options.client.runtime.containerStatus({ containerId });
+      logPath = status?.logPath ?? "";
+      if (!status || !logPath || status.state !== ContainerState.CONTAINER_RUNNING) return undefined;
+      this.logPaths.set(containerId, logPath);
+    }
     const info = await stat(logPath).catch((e: NodeJS.ErrnoException) => {
       if (e.code === "ENOENT") return undefined;
       throw e;

@@ -47,7 +47,12 @@ import { DEFAULT_RELIST_PERIOD_MS, Pleg } from "./pleg.js";
 import { killPodRuntime } from "./pod-killer.js";
 import { PodWorker, type PodWorkerDeps } from "./pod-worker.js";
 import type { ProbeRunner } from "./probe-runner.js";
-import { RuntimeInspector, type RuntimePodListing } from "./runtime-state.js";
+import {
+  listingFingerprint,
+  RuntimeInspector,
+  type RuntimePodListing,
+  runtimeStatusFingerprint,
+} from "./runtime-state.js";
 import { cleanUpPodDirectory } from "./volumes.js";
 
 /** The kubelet's default root directory. */
@@ -253,8 +258,13 @@ export class Kubelet {
       periodMs: options.relistPeriodMs ?? DEFAULT_RELIST_PERIOD_MS,
       clock: this.clock,
       logger: this.logger,
-      onPodsChanged: (uids) => {
-        for (const uid of uids) this.entries.get(uid)?.worker?.wake();
+      onPodsChanged: (uids, listing) => {
+        for (const uid of uids) {
+          const worker = this.entries.get(uid)?.worker;
+          // A worker whose latest sync already saw exactly what the relist saw has nothing to do.
+          const seen = runtimeStatusFingerprint(worker?.runtimeStatus);
+          if (worker && seen !== listingFingerprint(listing.get(uid))) worker.wake();
+        }
       },
     });
     if (options.containerLogRotation !== false) {

@@ -15,6 +15,7 @@ import {
   type ContainerStatus as CriContainerStatus,
   isCriStatus,
   type PodSandbox,
+  PodSandboxState,
 } from "@worknode/cri";
 import {
   ANNOTATION_TERMINATION_MESSAGE_PATH,
@@ -23,7 +24,7 @@ import {
   parsePodLabels,
 } from "../labels.js";
 import type { ContainerRuntimeStatus, RuntimePodStatus, SandboxStatus } from "../runtime-status.js";
-import { toContainerRuntimeStatus, toSandboxStatus } from "./cri-adapter.js";
+import { containerStateName, toContainerRuntimeStatus, toSandboxStatus } from "./cri-adapter.js";
 
 /** The kubelet-labelled runtime objects of one pod, as listed. */
 export interface RuntimePodListing {
@@ -39,12 +40,29 @@ export const MAX_TERMINATION_MESSAGE_BYTES = 4096;
 
 /**
  * A compact fingerprint of a pod's runtime objects (IDs and states): the PLEG
- * compares fingerprints between relists to find pods that changed.
+ * compares fingerprints between relists to find pods that changed. Equal to
+ * {@link runtimeStatusFingerprint} of a status read while the runtime held the
+ * same objects in the same states; `""` for a pod with nothing on the runtime.
  */
-export function listingFingerprint(p: RuntimePodListing): string {
+export function listingFingerprint(p: RuntimePodListing | undefined): string {
+  if (!p) return "";
   const parts: string[] = [];
-  for (const s of p.sandboxes) parts.push(`s:${s.id}:${s.state}`);
-  for (const c of p.containers) parts.push(`c:${c.id}:${c.state}`);
+  for (const s of p.sandboxes)
+    parts.push(`s:${s.id}:${s.state === PodSandboxState.SANDBOX_READY ? "ready" : "notready"}`);
+  for (const c of p.containers) parts.push(`c:${c.id}:${containerStateName(c.state)}`);
+  return parts.sort().join(",");
+}
+
+/**
+ * The {@link listingFingerprint} of the objects in a pod's runtime status: when
+ * it equals the fingerprint of the PLEG's latest listing, whoever read the
+ * status has already seen everything the relist saw.
+ */
+export function runtimeStatusFingerprint(rs: RuntimePodStatus | undefined): string {
+  if (!rs) return "";
+  const parts: string[] = [];
+  for (const s of rs.sandboxes) parts.push(`s:${s.id}:${s.state}`);
+  for (const c of rs.containers) parts.push(`c:${c.id}:${c.state}`);
   return parts.sort().join(",");
 }
 
@@ -122,23 +140,28 @@ export class RuntimeInspector {
   async podStatus(uid: string, name: string, namespace: string): Promise<RuntimePodStatus> {
     const listing = await this.listPod(uid);
     if (!listing) return { uid, name, namespace, sandboxes: [], containers: [], ips: [] };
-    const sandboxes: SandboxStatus[] = [];
-    for (const s of listing.sandboxes) {
-      const st = await this.client.runtime
-        .podSandboxStatus({ podSandboxId: s.id })
-        .then((r) => r.status)
-        .catch((e: unknown) => {
-          if (isCriStatus(e, "NOT_FOUND")) return undefined;
-          throw e;
-        });
-      sandboxes.push(toSandboxStatus(s, st));
-    }
-    const containers: ContainerRuntimeStatus[] = [];
-    for (const c of listing.containers) {
-      const got = await this.containerStatus(c);
-      const rs = toContainerRuntimeStatus(c, got?.status, got?.message);
-      if (rs) containers.push(rs);
-    }
+    // One round trip for all of them: the status calls of a pod are independent.
+    const [sandboxes, found] = await Promise.all([
+      Promise.all(
+        listing.sandboxes.map(async (s): Promise<SandboxStatus> => {
+          const st = await this.client.runtime
+            .podSandboxStatus({ podSandboxId: s.id })
+            .then((r) => r.status)
+            .catch((e: unknown) => {
+              if (isCriStatus(e, "NOT_FOUND")) return undefined;
+              throw e;
+            });
+          return toSandboxStatus(s, st);
+        }),
+      ),
+      Promise.all(
+        listing.containers.map(async (c) => {
+          const got = await this.containerStatus(c);
+          return toContainerRuntimeStatus(c, got?.status, got?.message);
+        }),
+      ),
+    ]);
+    const containers = found.filter((c): c is ContainerRuntimeStatus => c !== undefined);
     const newest = [...sandboxes].sort((a, b) => b.createdAt - a.createdAt)[0];
     const ips = newest?.state === "ready" && newest.ip ? [newest.ip, ...(newest.additionalIps ?? [])] : [];
     return { uid, name, namespace, sandboxes, containers, ips };

@@ -123,6 +123,15 @@ describe("API-backed objects over real HTTP", () => {
     expect((locked as PodObjectError).reason).toBe("Forbidden");
   });
 
+  it("reads a missing object again at the next request, so that it is found once created", async () => {
+    const p = new ApiPodObjectProvider({ client: client(), clock });
+    const reads = () => requests.filter((r) => r.url.endsWith("/secrets/gone")).length;
+    const before = reads();
+    await p.getSecret("ns", "gone").catch(() => undefined);
+    await p.getSecret("ns", "gone").catch(() => undefined);
+    expect(reads() - before).toBe(2);
+  });
+
   it("requests bound tokens and refreshes them after 80 % of their lifetime", async () => {
     const tokens = new TokenManager({ client: client(), clock, random: () => 0 });
     expect(await tokens.token(pod, { expirationSeconds: 3600 })).toBe("token-1");

@@ -41,8 +41,8 @@ export interface KubeletClusterSide {
   readonly recorder: ApiEventRecorder;
   /** Authentication and authorization of the kubelet API. */
   readonly auth: KubeletAuth;
-  /** The kubelet options that connect it to the API (`sources`, `onStatus`, `onPodTerminated`). */
-  kubeletOptions(staticSources: readonly ObjectSource<Pod>[]): {
+  /** The kubelet options that connect it to the API (`sources`: the static ones and the API's, `onStatus`, `onPodTerminated`). */
+  kubeletOptions(): {
     readonly sources: readonly ObjectSource<Pod>[];
     readonly onStatus: (pod: Pod, status: PodStatus) => void;
     readonly onPodTerminated: (pod: Pod, finalStatus: PodStatus) => void;
@@ -64,6 +64,8 @@ export async function connectKubeletToCluster(
   deps: {
     readonly client: CriClient;
     readonly nodeIPs: readonly string[];
+    /** Static pod sources: their pods get mirror pods. */
+    readonly staticPods: readonly ObjectSource<Pod>[];
     readonly logger: Logger;
     readonly signal?: AbortSignal;
   },
@@ -104,6 +106,7 @@ export async function connectKubeletToCluster(
     api,
     nodeName,
     nodeUid: () => node.registeredNode?.metadata?.uid,
+    staticPods: deps.staticPods,
     logger: logger.child({ component: "api-pods" }),
   });
   const objects = new ApiPodObjectProvider({ client: api });
@@ -134,7 +137,7 @@ export async function connectKubeletToCluster(
     objects,
     recorder,
     auth,
-    kubeletOptions: (staticSources) => pods.kubeletOptions(staticSources),
+    kubeletOptions: () => pods.kubeletOptions(deps.staticPods),
     async start(h) {
       health = h;
       if (cluster.registerNode) node.start();

@@ -97,11 +97,6 @@ export async function startKubelet(
     const proberMetrics = new ProberMetrics();
 
     const nodeIPs = config.nodeIPs.length > 0 ? config.nodeIPs : defaultNodeIPs();
-    const clusterConfig = config.cluster;
-    const cluster = clusterConfig
-      ? await connectKubeletToCluster({ ...config, cluster: clusterConfig }, { client, nodeIPs, logger })
-      : undefined;
-
     const sources: ObjectSource<Pod>[] = [];
     let manifests: ManifestDirSource | undefined;
     if (config.staticPodPath) {
@@ -117,7 +112,14 @@ export async function startKubelet(
       logger.warn("no --pod-manifest-path (staticPodPath): this kubelet has no pods to run");
     }
 
-    const apiWiring = cluster?.kubeletOptions(sources);
+    const clusterConfig = config.cluster;
+    const cluster = clusterConfig
+      ? await connectKubeletToCluster(
+          { ...config, cluster: clusterConfig },
+          { client, nodeIPs, staticPods: sources, logger },
+        )
+      : undefined;
+    const apiWiring = cluster?.kubeletOptions();
     const kubelet = new Kubelet({
       client,
       nodeName: config.nodeName,
