@@ -47,6 +47,7 @@ describe("worknode kubelet configuration: defaults", () => {
       clusterDNS: [],
       clusterDomain: "",
       nodeIPs: [],
+      containerLogs: { maxSizeBytes: 10 * 1024 * 1024, maxFiles: 5, monitorIntervalMs: 10_000 },
     });
   });
 
@@ -320,6 +321,9 @@ registerWithTaints:
     effect: NoSchedule
 rotateCertificates: true
 nodeStatusReportFrequency: 1m
+containerLogMaxSize: 32Ki
+containerLogMaxFiles: 3
+containerLogMonitorInterval: 5s
 authentication:
   x509: { clientCAFile: pki/ca.crt }
   webhook: { enabled: true }
@@ -331,6 +335,7 @@ authorization:
     expect(c.clusterDNS).toEqual(["10.96.0.10"]);
     expect(c.clusterDomain).toBe("cluster.local");
     expect(c.ignoredFields).toEqual([]);
+    expect(c.containerLogs).toEqual({ maxSizeBytes: 32 * 1024, maxFiles: 3, monitorIntervalMs: 5000 });
     expect(c.cluster).toMatchObject({
       rotateCertificates: true,
       registerWithTaints: [{ key: "dedicated", value: "infra", effect: "NoSchedule" }],
@@ -367,6 +372,12 @@ authorization:
       'authorization.mode (--authorization-mode) "RBAC" is not one of AlwaysAllow, Webhook',
     );
     expect(await usage(["--bootstrap-kubeconfig=/b"])).toContain("--bootstrap-kubeconfig needs --kubeconfig");
+    expect(await usage(["--container-log-max-files=1"])).toContain(
+      "containerLogMaxFiles: 1 must be an integer greater than 1",
+    );
+    expect(await usage(["--container-log-max-size=lots"])).toContain(
+      "containerLogMaxSize: lots is not a quantity",
+    );
     expect(await usage(["--register-node=maybe"])).toContain('--register-node: "maybe" is not a boolean');
     expect(await usage(["--address=0.0.0.0"])).toContain("without an API server (--kubeconfig)");
     expect(

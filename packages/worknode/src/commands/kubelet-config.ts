@@ -11,7 +11,8 @@
  * `registerNode`, `registerWithTaints`, `rotateCertificates`,
  * `nodeStatusUpdateFrequency`, `nodeStatusReportFrequency`,
  * `authentication` (`x509.clientCAFile`, `webhook.enabled`, `anonymous.enabled`)
- * and `authorization.mode`.
+ * `authorization.mode`, `containerLogMaxSize`, `containerLogMaxFiles` and
+ * `containerLogMonitorInterval`.
  *
  * With `--kubeconfig` (or `--bootstrap-kubeconfig`) the kubelet joins a cluster:
  * it registers its Node, watches the pods bound to it and reports their status.
@@ -27,7 +28,7 @@
  */
 import path from "node:path";
 import { ConfigError, isValidIP, parseDuration } from "@worknode/core";
-import { parseNodeLabels, parseTaint, parseTaints, type Taint } from "@worknode/kubelet";
+import { logRotationPolicy, parseNodeLabels, parseTaint, parseTaints, type Taint } from "@worknode/kubelet";
 import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec, parseFlags } from "../flags.js";
 import { preprocessArgs } from "./proxy-config.js";
@@ -54,6 +55,9 @@ export const KUBELET_DEFAULTS = {
   logLevel: "info",
   nodeStatusUpdateFrequency: "10s",
   nodeStatusReportFrequency: "5m",
+  containerLogMaxSize: "10Mi",
+  containerLogMaxFiles: 5,
+  containerLogMonitorInterval: "10s",
 } as const;
 
 /** Authorization modes of the kubelet API (`authorization.mode`). */
@@ -172,6 +176,16 @@ export const KUBELET_FLAGS = {
     kind: "string",
     help: "AlwaysAllow or Webhook (SubjectAccessReview; default with --kubeconfig)",
   },
+  "container-log-max-size": {
+    kind: "string",
+    help: "Size at which a container log file is rotated (a quantity such as 10Mi)",
+    default: KUBELET_DEFAULTS.containerLogMaxSize,
+  },
+  "container-log-max-files": {
+    kind: "int",
+    help: "Most log files kept per container, the current one included (at least 2)",
+    default: String(KUBELET_DEFAULTS.containerLogMaxFiles),
+  },
   "node-status-update-frequency": {
     kind: "duration",
     help: "How often the node status is computed and posted when it changed",
@@ -220,6 +234,12 @@ export interface KubeletCommandConfig {
   readonly clusterDomain: string;
   /** `--node-ip`: the node's IPs, at most one per family; empty: detect. */
   readonly nodeIPs: readonly string[];
+  /** Container log rotation: `containerLogMaxSize` (bytes), `containerLogMaxFiles`, `containerLogMonitorInterval`. */
+  readonly containerLogs: {
+    readonly maxSizeBytes: number;
+    readonly maxFiles: number;
+    readonly monitorIntervalMs: number;
+  };
 }
 
 /** How the kubelet joins a cluster (see {@link KubeletCommandConfig.cluster}). */
@@ -278,6 +298,9 @@ export interface KubeletFileSettings {
   readonly authenticationWebhook?: boolean;
   readonly anonymousAuth?: boolean;
   readonly authorizationMode?: string;
+  readonly containerLogMaxSize?: string;
+  readonly containerLogMaxFiles?: number;
+  readonly containerLogMonitorIntervalMs?: number;
 }
 
 /** A parsed KubeletConfiguration file. */
@@ -324,6 +347,9 @@ const USED_FIELDS: Readonly<Record<string, FieldKind>> = {
   nodeStatusReportFrequency: "duration",
   authentication: "authentication",
   authorization: "authorization",
+  containerLogMaxSize: "string",
+  containerLogMaxFiles: "int",
+  containerLogMonitorInterval: "duration",
 };
 
 /** The other top-level fields of KubeletConfiguration v1beta1 (Kubernetes 1.36), accepted and ignored. */
@@ -399,10 +425,7 @@ const IGNORED_FIELDS: readonly string[] = [
   "featureGates",
   "failSwapOn",
   "memorySwap",
-  "containerLogMaxSize",
-  "containerLogMaxFiles",
   "containerLogMaxWorkers",
-  "containerLogMonitorInterval",
   "configMapAndSecretChangeDetectionStrategy",
   "systemReserved",
   "kubeReserved",
@@ -672,6 +695,8 @@ export interface KubeletExplicitFlags {
   readonly authenticationWebhook?: boolean;
   readonly authorizationMode?: string;
   readonly nodeStatusUpdateFrequencyMs?: number;
+  readonly containerLogMaxSize?: string;
+  readonly containerLogMaxFiles?: number;
 }
 
 /**
@@ -732,6 +757,8 @@ export function parseKubeletFlags(
     authenticationWebhook: bool("authentication-token-webhook"),
     authorizationMode: str("authorization-mode"),
     nodeStatusUpdateFrequencyMs: num("node-status-update-frequency"),
+    containerLogMaxSize: str("container-log-max-size"),
+    containerLogMaxFiles: num("container-log-max-files"),
   };
   return { flags, help };
 }
@@ -792,6 +819,20 @@ export function resolveKubeletCommandConfig(input: {
   ) {
     invalid(`--node-ip ${nodeIPs.join(",")}: give at most one IPv4 and one IPv6 address`);
   }
+  let containerLogs: KubeletCommandConfig["containerLogs"] | undefined;
+  try {
+    const policy = logRotationPolicy(
+      flags.containerLogMaxSize ?? f.containerLogMaxSize ?? KUBELET_DEFAULTS.containerLogMaxSize,
+      flags.containerLogMaxFiles ?? f.containerLogMaxFiles ?? KUBELET_DEFAULTS.containerLogMaxFiles,
+    );
+    containerLogs = {
+      ...policy,
+      monitorIntervalMs:
+        f.containerLogMonitorIntervalMs ?? parseDuration(KUBELET_DEFAULTS.containerLogMonitorInterval),
+    };
+  } catch (err) {
+    invalid(`${(err as Error).message} (--container-log-max-size / --container-log-max-files)`);
+  }
   const clusterDNS = flags.clusterDNS ?? f.clusterDNS ?? [];
   for (const ip of clusterDNS) {
     if (!isValidIP(ip)) invalid(`clusterDNS (--cluster-dns) ${JSON.stringify(ip)} is not an IP address`);
@@ -843,6 +884,7 @@ export function resolveKubeletCommandConfig(input: {
     clusterDNS,
     clusterDomain: flags.clusterDomain ?? f.clusterDomain ?? "",
     nodeIPs,
+    containerLogs: containerLogs as KubeletCommandConfig["containerLogs"],
   };
 }
 

@@ -130,6 +130,11 @@ export async function startKubelet(
       clusterDNS: config.clusterDNS,
       clusterDomain: config.clusterDomain,
       onPodStarted: kubeletMetrics.observePodStart,
+      containerLogRotation: {
+        maxSizeBytes: config.containerLogs.maxSizeBytes,
+        maxFiles: config.containerLogs.maxFiles,
+      },
+      containerLogMonitorIntervalMs: config.containerLogs.monitorIntervalMs,
       rootDir: config.rootDir,
       podLogsDir: DEFAULT_POD_LOGS_ROOT,
       maxPods: config.maxPods,

@@ -19,6 +19,7 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, createLogger, describeError, type Logger } from "@worknode/core";
+import { logRotationPolicy } from "@worknode/kubelet";
 import { CliUsageError, type FlagSpec, parseFlags, renderHelp } from "../flags.js";
 import type { CliIO, Command } from "../main.js";
 import { checkRuntimeEndpoint } from "../runtime-endpoint.js";
@@ -265,6 +266,7 @@ async function runNodeCommand(argv: readonly string[], io: CliIO, deps: NodeComm
     clusterDNS: [],
     clusterDomain: "",
     nodeIPs: [],
+    containerLogs: { ...logRotationPolicy(), monitorIntervalMs: 10_000 },
   };
   return runStandaloneNode({
     kubelet,
