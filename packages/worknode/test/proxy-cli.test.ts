@@ -2,7 +2,8 @@
  * `worknode proxy` without root: flag and config handling through the real CLI
  * dispatcher (errors are raised before anything touches the machine), `plan`
  * output, and the running proxy in API and standalone mode against a recording
- * backend (no iptables is run).
+ * backend (no iptables is run); in API mode also the node's own Node object, whose
+ * labels (the zone) reach the backend.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -11,11 +12,13 @@ import {
   type EndpointSlice,
   Gauge,
   type IPFamily,
+  KUBE_RESOURCES,
   type Proxier,
   Registry,
   type Service,
   type SyncInput,
   type SyncStats,
+  sameLabels,
   UnavailableError,
 } from "@worknode/core";
 import type { IptablesProxierOptions } from "@worknode/proxy-iptables";
@@ -67,6 +70,9 @@ class RecordingProxier implements Proxier {
   readonly mode = "iptables";
   readonly metrics = new Registry();
   readonly syncs: SyncInput[] = [];
+  /** Each label change, with how many syncs had run when it came. */
+  readonly labels: { labels: Readonly<Record<string, string>> | undefined; syncsBefore: number }[] = [];
+  private nodeLabels: Readonly<Record<string, string>> | undefined;
   cleanups = 0;
 
   constructor(readonly options: IptablesProxierOptions) {
@@ -80,6 +86,20 @@ class RecordingProxier implements Proxier {
 
   async cleanup(): Promise<void> {
     this.cleanups++;
+  }
+
+  /** As the iptables proxier's: records and reports a change of the node's labels. */
+  setNodeLabels(labels: Readonly<Record<string, string>> | undefined): boolean {
+    if ((labels === undefined) === (this.nodeLabels === undefined) && sameLabels(labels, this.nodeLabels))
+      return false;
+    this.nodeLabels = labels;
+    this.labels.push({ labels, syncsBefore: this.syncs.length });
+    return true;
+  }
+
+  /** The zone label the proxier holds now. */
+  get zone(): string | undefined {
+    return this.nodeLabels?.[ZONE_LABEL];
   }
 
   /** Endpoint addresses of a service port in the latest sync. */
@@ -175,6 +195,7 @@ describe("worknode proxy: usage and configuration errors (one line, right status
       "--iptables-min-sync-period",
       "--iptables-sync-period",
       "--iptables-masquerade-bit",
+      "--iptables-localhost-nodeports",
       "--healthz-bind-address",
       "--metrics-bind-address",
       "--config",
@@ -289,6 +310,11 @@ describe("worknode proxy: usage and configuration errors (one line, right status
       2,
       /--masquerade-all: "maybe" is not a boolean/,
     );
+    expectOneLineError(
+      await run([...svc, "--iptables-localhost-nodeports=no"]),
+      2,
+      /--iptables-localhost-nodeports: "no" is not a boolean/,
+    );
     expectOneLineError(await run([...svc, "extra"]), 2, /unexpected argument "extra"/);
   });
 });
@@ -357,6 +383,26 @@ spec:
     );
   });
 
+  it("--iptables-localhost-nodeports=false plans no localhost node ports and no KUBE-FIREWALL", async () => {
+    await writeFile(
+      file("nodeport.yaml"),
+      "apiVersion: v1\nkind: Service\nmetadata: {name: np}\nspec:\n  type: NodePort\n  clusterIP: 172.30.0.5\n  ports: [{port: 80, nodePort: 30080}]\n",
+    );
+    const argv = ["proxy", "plan", "--services-file", file("nodeport.yaml"), "--hostname-override", "n"];
+    const on = await run(argv);
+    expect(on.status).toBe(0);
+    expect(on.stdout).toContain(":KUBE-FIREWALL - [0:0]");
+    expect(on.stdout).toContain(
+      '-A KUBE-FIREWALL -m comment --comment "block incoming localnet connections"',
+    );
+    expect(on.stdout).toMatch(/--dst-type LOCAL -j KUBE-NODEPORTS/);
+    const off = await run([...argv, "--iptables-localhost-nodeports=false"]);
+    expect(off.status).toBe(0);
+    expect(off.stdout).toContain("--dport 30080");
+    expect(off.stdout).not.toContain("KUBE-FIREWALL");
+    expect(off.stdout).toMatch(/--dst-type LOCAL ! -d 127\.0\.0\.0\/8 -j KUBE-NODEPORTS/);
+  });
+
   it("needs --services-file and an implemented mode", async () => {
     expectOneLineError(
       await run(["proxy", "plan"]),
@@ -422,6 +468,7 @@ current-context: x
 }
 
 const WEB_KEY = "default/web:http/TCP";
+const ZONE_LABEL = "topology.kubernetes.io/zone";
 
 describe("worknode proxy in API mode (fake API server, recording backend)", () => {
   let api: FakeApiServer;
@@ -437,6 +484,7 @@ describe("worknode proxy in API mode (fake API server, recording backend)", () =
           kind: "EndpointSlice",
           namespaced: true,
         },
+        KUBE_RESOURCES.nodes,
       ],
     });
     await writeFile(file("kubeconfig"), kubeconfigYaml(api.url));
@@ -497,6 +545,7 @@ describe("worknode proxy in API mode (fake API server, recording backend)", () =
       clusterCIDRs: ["10.244.0.0/16"],
       masqueradeBit: 14,
       masqueradeAll: false,
+      localhostNodePorts: true,
     });
     await waitFor(
       () => proxier.endpoints(WEB_KEY).includes("10.244.0.11:8080"),
@@ -532,11 +581,87 @@ describe("worknode proxy in API mode (fake API server, recording backend)", () =
     expect(metrics.body).toContain("worknode_service_tracker_events_total");
     expect(metrics.body).toMatch(/^kubeproxy_proxy_healthz_total\{code="200"\} 1/m);
 
+    // No Node named node-1 on this server: no labels, and the proxy runs all the same.
+    expect(proxier.labels).toEqual([]);
+
     p.stop();
     expect(await p.done).toBe(0);
     expect(proxier.cleanups).toBe(0);
     expect(state.cleanups).toBe(0);
     await expect(fetch(`http://127.0.0.1:${ready.healthz!.port}/healthz`)).rejects.toThrow();
+  });
+
+  const API_FLAGS = ["--healthz-bind-address=", "--metrics-bind-address=", "--iptables-min-sync-period=0s"];
+
+  it("hands this node's labels (its zone) to the backend before the first sync, and syncs again on a relabel", async () => {
+    api.add("nodes", { metadata: { name: "zoned-node", labels: { [ZONE_LABEL]: "zone-a" } } });
+    api.add("nodes", { metadata: { name: "another-node", labels: { [ZONE_LABEL]: "zone-x" } } });
+    const { backend, state } = recordingBackend();
+    const p = start(
+      // No --hostname-override: the node is named after the host, lowercased, as kube-proxy does.
+      (d) =>
+        createProxyCommand({ ...d, backend, nodeIPs: () => ["192.168.1.11"], hostname: () => "Zoned-Node" }),
+      ["--kubeconfig", file("kubeconfig"), ...API_FLAGS, "--log-level=warn"],
+    );
+    await p.ready;
+    const proxier = state.proxiers[0]!;
+    expect(proxier.labels).toEqual([{ labels: { [ZONE_LABEL]: "zone-a" }, syncsBefore: 0 }]);
+    expect(
+      api.requests.some(
+        (r) => r.path === "/api/v1/nodes" && r.query.get("fieldSelector") === "metadata.name=zoned-node",
+      ),
+    ).toBe(true);
+    await waitFor(() => proxier.syncs.length > 0, "the first sync");
+    const before = proxier.syncs.length;
+
+    api.modify("nodes", { metadata: { name: "zoned-node", labels: { [ZONE_LABEL]: "zone-b" } } });
+    await waitFor(() => proxier.zone === "zone-b", "the new zone");
+    await waitFor(() => proxier.syncs.length > before, "a sync after the relabel");
+    // Another Node's labels are none of this proxy's business.
+    api.modify("nodes", { metadata: { name: "another-node", labels: { [ZONE_LABEL]: "zone-y" } } });
+    api.modify("nodes", { metadata: { name: "zoned-node", labels: { [ZONE_LABEL]: "zone-c" } } });
+    await waitFor(() => proxier.zone === "zone-c", "the third zone");
+    expect(proxier.labels.map((l) => l.labels?.[ZONE_LABEL])).toEqual(["zone-a", "zone-b", "zone-c"]);
+
+    p.stop();
+    expect(await p.done).toBe(0);
+  });
+
+  it("keeps running while its Node does not exist, picks it up once registered, and notices its deletion", async () => {
+    const { backend, state } = recordingBackend();
+    const p = start(
+      (d) => createProxyCommand({ ...d, backend, nodeIPs: () => ["192.168.1.12"] }),
+      [
+        "--kubeconfig",
+        file("kubeconfig"),
+        "--hostname-override",
+        "Late-Node",
+        ...API_FLAGS,
+        "--log-level=info",
+      ],
+    );
+    await p.ready;
+    const proxier = state.proxiers[0]!;
+    expect(p.out.stderr).toMatch(
+      /"node":"late-node".*Node object does not exist \(yet\); proxying without node labels/,
+    );
+    await waitFor(() => proxier.endpoints(WEB_KEY).length > 0, "the first sync, without node labels");
+    expect(proxier.labels).toEqual([]);
+    const before = proxier.syncs.length;
+
+    api.add("nodes", { metadata: { name: "late-node", labels: { [ZONE_LABEL]: "zone-late" } } });
+    await waitFor(() => proxier.zone === "zone-late", "the registered Node's zone");
+    await waitFor(() => proxier.syncs.length > before, "a sync with the zone");
+
+    api.remove("nodes", "late-node");
+    await waitFor(
+      () => proxier.labels.length === 2 && proxier.labels[1]!.labels === undefined,
+      "the deletion",
+    );
+    await waitFor(() => p.out.stderr.includes("Node object is gone"), "the warning");
+
+    p.stop();
+    expect(await p.done).toBe(0);
   });
 
   it("fails with one line naming the server when the API server cannot be reached", async () => {
@@ -607,6 +732,31 @@ describe("worknode proxy in standalone mode (recording backend)", () => {
     p.stop();
     expect(await p.done).toBe(0);
     expect(proxier.cleanups).toBe(0);
+  });
+
+  it("passes --iptables-localhost-nodeports (default true) to the proxier", async () => {
+    for (const [flags, expected] of [
+      [[], true],
+      [["--iptables-localhost-nodeports=false"], false],
+      [["--iptables-localhost-nodeports"], true],
+    ] as const) {
+      const { backend, state } = recordingBackend();
+      const p = start(
+        (d) => createProxyCommand({ ...d, backend, nodeIPs: () => ["192.168.1.10"] }),
+        [
+          "--services-file",
+          file("services.yaml"),
+          "--healthz-bind-address=",
+          "--metrics-bind-address=",
+          "--log-level=error",
+          ...flags,
+        ],
+      );
+      await p.ready;
+      expect(state.proxiers[0]!.options.localhostNodePorts).toBe(expected);
+      p.stop();
+      expect(await p.done).toBe(0);
+    }
   });
 
   it("--cleanup asks the backend to remove its rules and exits 0 without a source", async () => {

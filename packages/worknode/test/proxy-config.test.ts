@@ -92,6 +92,7 @@ describe("KubeProxyConfiguration files", () => {
       syncPeriodMs: 30_000,
       masqueradeBit: 14,
       masqueradeAll: false,
+      localhostNodePorts: true,
       healthzBindAddress: { host: "0.0.0.0", port: 10256 },
       metricsBindAddress: { host: "127.0.0.1", port: 10249 },
       clusterCIDRs: ["10.244.0.0/16", "fd00:10:244::/56"],
@@ -114,6 +115,7 @@ iptables:
   syncPeriod: 1m0s
   masqueradeAll: true
   masqueradeBit: 15
+  localhostNodePorts: false
 `,
       "c.yaml",
     );
@@ -128,6 +130,7 @@ iptables:
       minSyncPeriodMs: 2000,
       syncPeriodMs: 60_000,
       masqueradeBit: 15,
+      localhostNodePorts: false,
       healthzBindAddress: { host: "127.0.0.1", port: 11256 },
       metricsBindAddress: { host: "::1", port: 11249 },
       kubeconfig: undefined,
@@ -217,11 +220,20 @@ clusterCIDR: 10.0.0.0/8
 hostnameOverride: from-file
 healthzBindAddress: 127.0.0.1:1111
 metricsBindAddress: 127.0.0.1:2222
-iptables: {masqueradeAll: true, minSyncPeriod: 5s, syncPeriod: 50s, masqueradeBit: 10}
+iptables: {masqueradeAll: true, minSyncPeriod: 5s, syncPeriod: 50s, masqueradeBit: 10, localhostNodePorts: false}
 clientConnection: {kubeconfig: /from/file}
 `,
     "c.yaml",
   ).settings;
+
+  it("iptables.localhostNodePorts: an explicit false in the file counts; an explicit flag beats it", () => {
+    expect(resolveProxySettings({}, file, "c.yaml").localhostNodePorts).toBe(false);
+    expect(resolveProxySettings({ localhostNodePorts: true }, file, "c.yaml").localhostNodePorts).toBe(true);
+    expect(resolveProxySettings({}, undefined).localhostNodePorts).toBe(true);
+    expect(() =>
+      parseKubeProxyConfiguration(`${HEADER}iptables: {localhostNodePorts: "no"}\n`, "c.yaml"),
+    ).toThrow(/--config c\.yaml: iptables\.localhostNodePorts: expected true or false/);
+  });
 
   it("an explicit flag beats the file; an absent one leaves the file's value", () => {
     const r = resolveProxySettings(

@@ -21,7 +21,6 @@ import {
   type IPFamily,
   LocalEndpointSliceController,
   type Logger,
-  NodeLabelsWatcher,
   type ObjectSource,
   type Pod,
   ProxyController,
@@ -34,6 +33,7 @@ import {
 import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
 import type { HostPort, ProxyMode } from "./proxy-config.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
+import { followNodeLabels } from "./proxy-node-labels.js";
 
 /** The proxy settings of `worknode node` (kube-proxy's flags, resolved). */
 export interface NodeProxySettings {
@@ -82,15 +82,6 @@ export interface StartNodeProxyOptions {
    */
   readonly kubeConfig?: KubeConfig;
   readonly logger: Logger;
-}
-
-/** A backend that renders with the node's labels (the iptables proxier). */
-interface NodeLabelsAware {
-  setNodeLabels(labels: Readonly<Record<string, string>> | undefined): boolean;
-}
-
-function isNodeLabelsAware(p: object): p is NodeLabelsAware {
-  return typeof (p as Partial<NodeLabelsAware>).setNodeLabels === "function";
 }
 
 /** A proxy started by {@link startNodeProxy}. */
@@ -194,29 +185,15 @@ export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningN
     }
 
     if (o.kubeConfig !== undefined) {
-      const aware = isNodeLabelsAware(proxier) ? proxier : undefined;
-      if (aware === undefined)
-        throw new UnavailableError(proxier.mode, "this proxy mode does not read node labels");
-      const watcher = new NodeLabelsWatcher({
+      const watcher = await followNodeLabels({
         kubeConfig: o.kubeConfig,
         nodeName: o.nodeName,
-        logger: logger.child({ component: "node-informer" }),
-        metrics: registry,
-        onLabels: (labels) => {
-          if (labels === undefined) logger.warn({ node: o.nodeName }, "this node's Node object is gone");
-          if (aware.setNodeLabels(labels) && controller.initialized) void controller.syncNow();
-        },
+        proxier,
+        controller,
+        logger,
+        registry,
       });
       stoppers.push(() => watcher.stop());
-      await watcher.start().catch((err: unknown) => {
-        throw new UnavailableError(
-          "kube-apiserver",
-          `cannot read the Node ${o.nodeName}: ${describeError(err)}`,
-          {
-            cause: err,
-          },
-        );
-      });
     }
     file.services.addHandler(tracker.serviceHandler);
     endpointSlices.endpointSlices.addHandler(tracker.endpointSliceHandler);

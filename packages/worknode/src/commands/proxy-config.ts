@@ -87,6 +87,11 @@ export const PROXY_FLAGS = {
     help: "Bit of the fwmark space marking packets that need SNAT, 0-31",
     default: "14",
   },
+  "iptables-localhost-nodeports": {
+    kind: "boolean",
+    help: "NodePorts also answer on 127.0.0.1 (sets net.ipv4.conf.all.route_localnet=1 and installs KUBE-FIREWALL); =false turns it off",
+    default: true,
+  },
   "healthz-bind-address": {
     kind: "string",
     help: 'Address:port of the /healthz and /livez server ("" disables)',
@@ -125,6 +130,7 @@ export const PLAN_FLAGS = {
   "masquerade-all": PROXY_FLAGS["masquerade-all"],
   "nodeport-addresses": PROXY_FLAGS["nodeport-addresses"],
   "iptables-masquerade-bit": PROXY_FLAGS["iptables-masquerade-bit"],
+  "iptables-localhost-nodeports": PROXY_FLAGS["iptables-localhost-nodeports"],
 } as const satisfies Record<string, FlagSpec>;
 
 /** A flag table without its defaults: parsing with it tells which flags were given explicitly. */
@@ -218,6 +224,7 @@ export interface ProxySettings {
   readonly minSyncPeriodMs?: number;
   readonly syncPeriodMs?: number;
   readonly masqueradeBit?: number;
+  readonly localhostNodePorts?: boolean;
   readonly healthzBindAddress?: string | null;
   readonly metricsBindAddress?: string | null;
 }
@@ -265,7 +272,7 @@ const CONFIG_SCHEMA: Schema = {
   iptables: {
     masqueradeBit: "int",
     masqueradeAll: "bool",
-    localhostNodePorts: "ignored",
+    localhostNodePorts: "bool",
     snatNodeInternalIP: "ignored",
     syncPeriod: "duration",
     minSyncPeriod: "duration",
@@ -429,6 +436,8 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
   };
   const masqueradeBit = checked.get("iptables.masqueradeBit");
   const masqueradeAll = checked.get("iptables.masqueradeAll");
+  // A pointer in kube-proxy's type: an explicit false counts, unlike other zero values.
+  const localhostNodePorts = checked.get("iptables.localhostNodePorts");
   const nodePortAddresses = checked.get("nodePortAddresses");
   const settings: ProxySettings = {
     ...(str("mode") !== undefined ? { mode: str("mode") } : {}),
@@ -447,6 +456,7 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
       : {}),
     ...(dur("iptables.syncPeriod") !== undefined ? { syncPeriodMs: dur("iptables.syncPeriod") } : {}),
     ...(typeof masqueradeBit === "number" ? { masqueradeBit } : {}),
+    ...(typeof localhostNodePorts === "boolean" ? { localhostNodePorts } : {}),
     ...(str("healthzBindAddress") !== undefined ? { healthzBindAddress: str("healthzBindAddress") } : {}),
     ...(str("metricsBindAddress") !== undefined ? { metricsBindAddress: str("metricsBindAddress") } : {}),
   };
@@ -471,6 +481,8 @@ export interface ResolvedProxySettings {
   readonly minSyncPeriodMs: number;
   readonly syncPeriodMs: number;
   readonly masqueradeBit: number;
+  /** `--iptables-localhost-nodeports` / `iptables.localhostNodePorts` (default true). */
+  readonly localhostNodePorts: boolean;
   /** Undefined: disabled. */
   readonly healthzBindAddress: HostPort | undefined;
   /** Undefined: disabled. */
@@ -666,6 +678,7 @@ export function resolveProxySettings(
     minSyncPeriodMs,
     syncPeriodMs,
     masqueradeBit,
+    localhostNodePorts: pick("localhostNodePorts").value ?? true,
     healthzBindAddress: bindAddr(
       "healthzBindAddress",
       "healthz-bind-address",

@@ -88,7 +88,7 @@ function oneLine(text: string): string {
  * valid ones planned), 2 for usage errors.
  */
 export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps): Promise<number> {
-  const pre = preprocessArgs(argv, [], ["masquerade-all", "diff"]);
+  const pre = preprocessArgs(argv, [], ["masquerade-all", "diff", "iptables-localhost-nodeports"]);
   const { flags, positionals, help } = parseFlags(COMMAND, withoutDefaults(PLAN_FLAGS), pre.argv);
   if (help) {
     io.stdout(renderHelp(USAGE, SUMMARY, PLAN_FLAGS));
@@ -104,6 +104,8 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
       ? parseKubeProxyConfiguration(await readFlagFile("config", configPath), configPath).settings
       : undefined;
   const masqueradeAll = pre.booleans.get("masquerade-all") ?? flags["masquerade-all"];
+  const localhostNodePorts =
+    pre.booleans.get("iptables-localhost-nodeports") ?? flags["iptables-localhost-nodeports"];
   const explicit: ProxySettings = {
     ...(flags["proxy-mode"] !== undefined ? { mode: flags["proxy-mode"] } : {}),
     ...(flags["hostname-override"] !== undefined ? { hostnameOverride: flags["hostname-override"] } : {}),
@@ -116,6 +118,7 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
     ...(flags["iptables-masquerade-bit"] !== undefined
       ? { masqueradeBit: flags["iptables-masquerade-bit"] }
       : {}),
+    ...(localhostNodePorts !== undefined ? { localhostNodePorts } : {}),
   };
   // Servers and sync periods do not shape rules: leave them out of what the file can break here.
   const settings = resolveProxySettings(
@@ -145,6 +148,7 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
     masqueradeAll: settings.masqueradeAll,
     nodePortAddresses: expandNodePortAddresses(settings.nodePortAddresses, nodeIPs),
     masqueradeBit: settings.masqueradeBit,
+    localhostNodePorts: settings.localhostNodePorts,
     runner: deps.runner,
   });
 

@@ -1,8 +1,9 @@
 /**
  * The running `worknode proxy`: sources (services file or API server) → service
  * change tracker → {@link ProxyController} → backend, with kube-proxy's healthz and
- * metrics servers. Stops on the CLI's abort signal and leaves the rules in place,
- * as kube-proxy does.
+ * metrics servers. In API mode this node's Node object is watched too and its labels
+ * (the zone, for topology hints and `trafficDistribution`) go to the backend. Stops on
+ * the CLI's abort signal and leaves the rules in place, as kube-proxy does.
  *
  * @module
  */
@@ -28,6 +29,7 @@ import {
 import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
 import type { LogLevel, ResolvedProxySettings } from "./proxy-config.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
+import { followNodeLabels } from "./proxy-node-labels.js";
 
 /** How long API mode waits for the first list of Services and EndpointSlices before giving up. */
 export const DEFAULT_API_SYNC_TIMEOUT_MS = 30_000;
@@ -74,6 +76,11 @@ interface StartedSources {
   readonly services: ObjectSource<Service>;
   readonly endpointSlices: ObjectSource<EndpointSlice>;
   readonly runnables: readonly RunnableSource[];
+  /**
+   * API mode: the logger of the Node informer, quiet until the first lists succeeded
+   * like the sources' (see `afterSync`).
+   */
+  readonly nodeInformerLogger?: Logger;
   /** Raises the sources' log level once they synced (API mode keeps them quiet until then). */
   readonly afterSync: () => void;
 }
@@ -98,6 +105,7 @@ function createSources(
   // Until the first list succeeds the informers' retries stay quiet: if it never does, the
   // one-line error says why. Afterwards they log at the configured level.
   const informerLogger = o.logger.child({ component: "informer" }, { level: "silent" });
+  const nodeInformerLogger = o.logger.child({ component: "node-informer" }, { level: "silent" });
   const common = {
     kubeConfig: o.source.kubeConfig,
     labelSelector: KUBE_PROXY_LABEL_SELECTOR,
@@ -112,8 +120,10 @@ function createSources(
     services,
     endpointSlices,
     runnables: [services, endpointSlices],
+    nodeInformerLogger,
     afterSync: () => {
       informerLogger.level = o.logLevel;
+      nodeInformerLogger.level = o.logLevel;
     },
   };
 }
@@ -142,6 +152,7 @@ export async function runProxy(o: RunProxyOptions): Promise<number> {
     masqueradeAll: settings.masqueradeAll,
     nodePortAddresses,
     masqueradeBit: settings.masqueradeBit,
+    localhostNodePorts: settings.localhostNodePorts,
     logger: logger.child({ component: "proxier" }),
   });
   const tracker = new ServiceChangeTracker({
@@ -197,7 +208,7 @@ export async function runProxy(o: RunProxyOptions): Promise<number> {
     if (o.source.kind === "api") {
       logger.info(
         { server: o.source.server, timeoutMs: o.apiSyncTimeoutMs ?? DEFAULT_API_SYNC_TIMEOUT_MS },
-        "waiting for Services and EndpointSlices from the API server",
+        "waiting for this node's Node, Services and EndpointSlices from the API server",
       );
     }
     // A signal while waiting for the first lists stops the sources, which ends the wait.
@@ -206,6 +217,21 @@ export async function runProxy(o: RunProxyOptions): Promise<number> {
     };
     o.signal.addEventListener("abort", stopSources, { once: true });
     try {
+      if (o.source.kind === "api") {
+        // First the Node, so that its labels are in place for the first sync.
+        const watcher = await followNodeLabels({
+          kubeConfig: o.source.kubeConfig,
+          nodeName: o.nodeName,
+          proxier,
+          controller,
+          logger,
+          ...(sources.nodeInformerLogger ? { informerLogger: sources.nodeInformerLogger } : {}),
+          registry,
+          syncTimeoutMs: o.apiSyncTimeoutMs ?? DEFAULT_API_SYNC_TIMEOUT_MS,
+          signal: o.signal,
+        });
+        stoppers.push(() => watcher.stop());
+      }
       await Promise.all(sources.runnables.map((s) => s.start()));
     } catch (err) {
       if (o.signal.aborted) return 0;

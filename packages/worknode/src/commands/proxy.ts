@@ -86,7 +86,7 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
       const pre = preprocessArgs(
         argv,
         ["healthz-bind-address", "metrics-bind-address"],
-        ["masquerade-all", "cleanup"],
+        ["masquerade-all", "cleanup", "iptables-localhost-nodeports"],
       );
       const { flags, positionals, help } = parseFlags(COMMAND, withoutDefaults(PROXY_FLAGS), pre.argv);
       if (help) {
@@ -103,8 +103,10 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
       if (configPath !== undefined) {
         file = parseKubeProxyConfiguration(await readFlagFile("config", configPath), configPath);
       }
-      const bool = (name: "masquerade-all" | "cleanup") => pre.booleans.get(name) ?? flags[name];
+      const bool = (name: "masquerade-all" | "cleanup" | "iptables-localhost-nodeports") =>
+        pre.booleans.get(name) ?? flags[name];
       const masqueradeAll = bool("masquerade-all");
+      const localhostNodePorts = bool("iptables-localhost-nodeports");
       const explicit: ProxySettings = {
         ...(flags["proxy-mode"] !== undefined ? { mode: flags["proxy-mode"] } : {}),
         ...(flags.kubeconfig !== undefined ? { kubeconfig: flags.kubeconfig } : {}),
@@ -124,6 +126,7 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
         ...(flags["iptables-masquerade-bit"] !== undefined
           ? { masqueradeBit: flags["iptables-masquerade-bit"] }
           : {}),
+        ...(localhostNodePorts !== undefined ? { localhostNodePorts } : {}),
         ...(pre.emptied.has("healthz-bind-address")
           ? { healthzBindAddress: null }
           : flags["healthz-bind-address"] !== undefined
