@@ -1,8 +1,8 @@
 // `npm run bench`: runs every package's benchmarks (vitest bench, i.e. tinybench) with one harness,
 // keeps the raw JSON in bench-results/ and docs/benchmarks.json, and writes the Markdown table
-// docs/benchmarks.md. Extra arguments are passed to vitest (for example a path filter).
+// docs/benchmarks.md, followed by the extra measurements benchmarks wrote to bench-results/. Extra arguments are passed to vitest (for example a path filter).
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const rawFile = path.join(root, "bench-results", "bench.json");
 mkdirSync(path.dirname(rawFile), { recursive: true });
+const startedAt = Date.now();
 
 const run = spawnSync(
   "npx",
@@ -46,6 +47,26 @@ if (rows.length === 0) {
   process.exit(1);
 }
 
+// Benchmarks that measure more than a timing (per-pod latency percentiles, RSS, heap, API writes)
+// write their own JSON into bench-results/; the ones written by this run are listed below the table.
+const extras = [];
+for (const name of readdirSync(path.dirname(rawFile)).sort()) {
+  const file = path.join(path.dirname(rawFile), name);
+  if (name === path.basename(rawFile) || !name.endsWith(".json")) continue;
+  if (statSync(file).mtimeMs < startedAt) continue;
+  extras.push({ name: name.replace(/\.json$/, ""), data: JSON.parse(readFileSync(file, "utf8")) });
+}
+
+/** Flattens a JSON value into `a.b.c = value` rows. */
+function flatten(value, prefix = "", out = []) {
+  if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) flatten(v, prefix ? `${prefix}.${k}` : k, out);
+  } else {
+    out.push([prefix, value]);
+  }
+  return out;
+}
+
 const ms = (v) => (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
 const date = new Date().toISOString();
 const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
@@ -63,10 +84,20 @@ const lines = [
       `| ${r.pkg} | ${r.group} | ${r.name} | ${r.hz.toFixed(1)} | ${ms(r.mean)} | ${ms(r.p99)} | ${r.rme.toFixed(1)}% | ${r.samples} |`,
   ),
   "",
+  ...extras.flatMap((e) => [
+    `## ${e.name}`,
+    "",
+    `Measured by the benchmark itself (\`bench-results/${e.name}.json\`).`,
+    "",
+    "| measurement | value |",
+    "|---|---:|",
+    ...flatten(e.data).map(([k, v]) => `| ${k} | ${typeof v === "number" ? +v.toFixed(3) : String(v)} |`),
+    "",
+  ]),
 ];
 writeFileSync(path.join(root, "docs", "benchmarks.md"), lines.join("\n"));
 writeFileSync(
   path.join(root, "docs", "benchmarks.json"),
-  JSON.stringify({ date, machine, rows }, null, 2) + "\n",
+  JSON.stringify({ date, machine, rows, extras }, null, 2) + "\n",
 );
 console.log(`bench: ${rows.length} benchmarks written to docs/benchmarks.md`);
