@@ -72,6 +72,7 @@ export {
 export {
   remoteCommandStreamIds,
   type SpdyStreamFlags,
+  type SpdyStreamKind,
   startSpdyRemoteCommand,
 } from "./spdy-remote-command.js";
 export {
