@@ -67,6 +67,37 @@ function flatten(value, prefix = "", out = []) {
   return out;
 }
 
+/**
+ * A benchmark's own results: its `table` ({ title, columns, rows }) when it gives one, else every
+ * value of its JSON as `path | value`.
+ */
+function extraSection(e) {
+  const source = `Measured by the benchmark itself (\`bench-results/${e.name}.json\`).`;
+  const t = e.data?.table;
+  if (t && Array.isArray(t.columns) && Array.isArray(t.rows)) {
+    return [
+      `## ${t.title ?? e.name}`,
+      "",
+      source,
+      "",
+      `| ${t.columns.join(" | ")} |`,
+      `|${t.columns.map((_, i) => (i ? "---:" : "---")).join("|")}|`,
+      ...t.rows.map((r) => `| ${r.join(" | ")} |`),
+      "",
+    ];
+  }
+  return [
+    `## ${e.name}`,
+    "",
+    source,
+    "",
+    "| measurement | value |",
+    "|---|---:|",
+    ...flatten(e.data).map(([k, v]) => `| ${k} | ${typeof v === "number" ? +v.toFixed(3) : String(v)} |`),
+    "",
+  ];
+}
+
 const ms = (v) => (v >= 100 ? v.toFixed(0) : v >= 1 ? v.toFixed(2) : v.toFixed(4));
 const date = new Date().toISOString();
 const machine = `${os.cpus().length} × ${os.cpus()[0]?.model ?? "cpu"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
@@ -84,16 +115,7 @@ const lines = [
       `| ${r.pkg} | ${r.group} | ${r.name} | ${r.hz.toFixed(1)} | ${ms(r.mean)} | ${ms(r.p99)} | ${r.rme.toFixed(1)}% | ${r.samples} |`,
   ),
   "",
-  ...extras.flatMap((e) => [
-    `## ${e.name}`,
-    "",
-    `Measured by the benchmark itself (\`bench-results/${e.name}.json\`).`,
-    "",
-    "| measurement | value |",
-    "|---|---:|",
-    ...flatten(e.data).map(([k, v]) => `| ${k} | ${typeof v === "number" ? +v.toFixed(3) : String(v)} |`),
-    "",
-  ]),
+  ...extras.flatMap((e) => extraSection(e)),
 ];
 writeFileSync(path.join(root, "docs", "benchmarks.md"), lines.join("\n"));
 writeFileSync(
