@@ -386,6 +386,9 @@ export class PodWorker {
     let rs = await d.inspector.podStatus(uid, name, namespace);
     this.lastRuntime = rs;
     this.observeProbes(rs);
+    // A pod's first status goes out before its sandbox, pulls and containers (as kubelet's
+    // syncPod does): Pending with containers waiting in ContainerCreating while they start.
+    if (this.lastStatus === undefined && !this.terminal) this.publishStatus(rs);
     const livenessFailed = new Set<string>();
     const startupFailed = new Set<string>();
     for (const [n, p] of this.probes) {
