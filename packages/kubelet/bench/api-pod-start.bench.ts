@@ -577,7 +577,50 @@ async function deleteAllBenchPods(): Promise<void> {
 
 // --- lifecycle ----------------------------------------------------------------------------------
 
+/**
+ * The reference kubelet runs in the host's network namespace and writes its iptables utility
+ * chains there (KUBE-IPTABLES-HINT, KUBE-KUBELET-CANARY, KUBE-FIREWALL with its INPUT / OUTPUT
+ * jumps). The benchmark removes them afterwards when the host had no KUBE- chains before it.
+ */
+const IPTABLES = ["iptables", "ip6tables"] as const;
+
+function hostKubeChains(): string[] {
+  return IPTABLES.flatMap((cmd) => {
+    try {
+      return execFileSync(`${cmd}-save`, [], { stdio: "pipe" })
+        .toString()
+        .split("\n")
+        .filter((l) => /^:KUBE-/.test(l))
+        .map((l) => `${cmd} ${l}`);
+    } catch {
+      return [];
+    }
+  });
+}
+
+function removeReferenceKubeletChains(): void {
+  const run = (cmd: string, args: string[]) => {
+    try {
+      execFileSync(cmd, args, { stdio: "pipe" });
+    } catch {
+      // not there
+    }
+  };
+  for (const cmd of IPTABLES) {
+    for (const hook of ["INPUT", "OUTPUT"]) run(cmd, ["-t", "filter", "-D", hook, "-j", "KUBE-FIREWALL"]);
+    for (const table of ["filter", "nat", "mangle"]) {
+      for (const chain of ["KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"]) {
+        run(cmd, ["-t", table, "-F", chain]);
+        run(cmd, ["-t", table, "-X", chain]);
+      }
+    }
+  }
+}
+
+let hostHadKubeChains = true;
+
 beforeAll(async () => {
+  hostHadKubeChains = hostKubeChains().length > 0;
   mkdirSync(workDir, { recursive: true });
   lab = await startContainerdLab({ log: (l) => console.error(`[lab] ${l}`), containerd: LAB });
   cri = new CriClient({ endpoint: lab.endpoint });
@@ -634,6 +677,11 @@ afterAll(async () => {
   }
   unmountUnder(workDir);
   rmSync(workDir, { recursive: true, force: true });
+  if (!hostHadKubeChains) {
+    removeReferenceKubeletChains();
+    const left = hostKubeChains();
+    if (left.length > 0) errors.push(new Error(`KUBE- chains left on the host: ${left.join("; ")}`));
+  }
   if (errors.length > 0) throw errors[0];
 }, 1_200_000);
 
