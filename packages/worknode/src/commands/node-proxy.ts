@@ -26,14 +26,13 @@ import {
   ProxyController,
   ServiceChangeTracker,
   ServicesFileSource,
-  startMetricsServer,
-  startProxyHealthServer,
   UnavailableError,
 } from "@worknode/core";
 import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
 import type { HostPort, ProxyMode } from "./proxy-config.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
 import { followNodeLabels } from "./proxy-node-labels.js";
+import { startProxyServers } from "./proxy-servers.js";
 
 /** The proxy settings of `worknode node` (kube-proxy's flags, resolved). */
 export interface NodeProxySettings {
@@ -160,29 +159,16 @@ export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningN
     }
   };
   try {
-    let healthz: HostPort | undefined;
-    let metrics: HostPort | undefined;
-    if (settings.healthzBindAddress) {
-      const server = await startProxyHealthServer({
-        ...settings.healthzBindAddress,
-        health: controller.health,
-        registry,
-      });
-      stoppers.push(() => server.close());
-      healthz = server.address;
-      logger.info({ address: server.address }, "serving the proxy's /healthz and /livez");
-    }
-    if (settings.metricsBindAddress) {
-      const registries = proxier.metrics ? [registry, proxier.metrics] : [registry];
-      const server = await startMetricsServer({
-        ...settings.metricsBindAddress,
-        registries,
-        health: () => ({ ok: controller.health.isHealthy() }),
-      });
-      stoppers.push(() => server.close());
-      metrics = server.address;
-      logger.info({ address: server.address }, "serving the proxy's /metrics");
-    }
+    const servers = await startProxyServers({
+      healthzBindAddress: settings.healthzBindAddress,
+      metricsBindAddress: settings.metricsBindAddress,
+      controller,
+      proxier,
+      registry,
+      logger,
+    });
+    stoppers.push(() => servers.close());
+    const { healthz, metrics } = servers;
 
     if (o.kubeConfig !== undefined) {
       const watcher = await followNodeLabels({

@@ -22,14 +22,13 @@ import {
   type Service,
   ServiceChangeTracker,
   ServicesFileSource,
-  startMetricsServer,
-  startProxyHealthServer,
   UnavailableError,
 } from "@worknode/core";
 import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
 import type { LogLevel, ResolvedProxySettings } from "./proxy-config.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
 import { followNodeLabels } from "./proxy-node-labels.js";
+import { startProxyServers } from "./proxy-servers.js";
 
 /** How long API mode waits for the first list of Services and EndpointSlices before giving up. */
 export const DEFAULT_API_SYNC_TIMEOUT_MS = 30_000;
@@ -174,29 +173,16 @@ export async function runProxy(o: RunProxyOptions): Promise<number> {
   const sources = createSources(o, registry);
   const stoppers: Array<() => Promise<void>> = [];
   try {
-    let healthz: ProxyReadyInfo["healthz"];
-    let metrics: ProxyReadyInfo["metrics"];
-    if (settings.healthzBindAddress) {
-      const server = await startProxyHealthServer({
-        ...settings.healthzBindAddress,
-        health: controller.health,
-        registry,
-      });
-      stoppers.push(() => server.close());
-      healthz = server.address;
-      logger.info({ address: server.address }, "serving /healthz and /livez");
-    }
-    if (settings.metricsBindAddress) {
-      const registries = proxier.metrics ? [registry, proxier.metrics] : [registry];
-      const server = await startMetricsServer({
-        ...settings.metricsBindAddress,
-        registries,
-        health: () => ({ ok: controller.health.isHealthy() }),
-      });
-      stoppers.push(() => server.close());
-      metrics = server.address;
-      logger.info({ address: server.address }, "serving /metrics");
-    }
+    const servers = await startProxyServers({
+      healthzBindAddress: settings.healthzBindAddress,
+      metricsBindAddress: settings.metricsBindAddress,
+      controller,
+      proxier,
+      registry,
+      logger,
+    });
+    stoppers.push(() => servers.close());
+    const { healthz, metrics } = servers;
 
     sources.services.addHandler(tracker.serviceHandler);
     sources.endpointSlices.addHandler(tracker.endpointSliceHandler);
