@@ -3,7 +3,8 @@
 // run the CLI as a child process, with piped stdin or on a tmux terminal.
 import { execFile, spawn } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { rmSync } from "node:fs";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -61,6 +62,31 @@ function cliChild(argv: string[], stdin: Buffer | string = ""): Promise<ChildRun
 
 async function tmux(...args: string[]): Promise<string> {
   return (await run("tmux", ["-L", TMUX_SOCKET, ...args])).stdout;
+}
+
+/** Where the pane's command writes its exit status (see {@link recordingExit}). */
+const PANE_STATUS_FILE = path.join(tmpdir(), `wn-cri-tmux-status-${process.pid}`);
+
+/**
+ * A command line for a tmux pane that runs `argv` and then writes its exit status to
+ * {@link PANE_STATUS_FILE} (tmux's own `pane_dead_status` is not always filled in).
+ */
+function recordingExit(...argv: string[]): string[] {
+  rmSync(PANE_STATUS_FILE, { force: true });
+  return ["sh", "-c", `"$@"; echo "status $?" > '${PANE_STATUS_FILE}'`, "sh", ...argv];
+}
+
+/** How the command in the tmux pane ended: `status N`. */
+async function paneExit(what: string): Promise<string> {
+  try {
+    return await waitFor(what, async () => {
+      const text = await readFile(PANE_STATUS_FILE, "utf8").catch(() => "");
+      return text.endsWith("\n") ? text.trim() : undefined;
+    });
+  } catch (err) {
+    const screen = await tmux("capture-pane", "-p", "-t", "wn").catch(() => "(no pane)");
+    throw new Error(`${(err as Error).message}; screen:\n${screen}`);
+  }
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
@@ -328,8 +354,7 @@ describe("worknode cri streaming commands (child processes)", () => {
       "100",
       "-y",
       "30",
-      process.execPath,
-      ...NODE_ARGS,
+      ...recordingExit(process.execPath, ...NODE_ARGS),
       "cri",
       "exec",
       "-it",
@@ -349,15 +374,7 @@ describe("worknode cri streaming commands (child processes)", () => {
     await tmux("resize-window", "-t", "wn", "-x", "120", "-y", "40");
     await screenShows("40 120");
     await tmux("send-keys", "-t", "wn", "exit 9", "Enter");
-    const status = await waitFor("the CLI to exit", async () => {
-      const [dead, code] = (
-        await tmux("display-message", "-p", "-t", "wn", "#{pane_dead} #{pane_dead_status}")
-      )
-        .trim()
-        .split(" ");
-      return dead === "1" ? Number(code) : undefined;
-    });
-    expect(status).toBe(9);
+    expect(await paneExit("the CLI to exit")).toBe("status 9");
     await tmux("kill-server");
   });
 
@@ -372,8 +389,7 @@ describe("worknode cri streaming commands (child processes)", () => {
       "80",
       "-y",
       "24",
-      process.execPath,
-      ...NODE_ARGS,
+      ...recordingExit(process.execPath, ...NODE_ARGS),
       "cri",
       "exec",
       "-it",
@@ -389,15 +405,7 @@ describe("worknode cri streaming commands (child processes)", () => {
       return (await tmux("capture-pane", "-p", "-t", "wn")).includes("ready-42") ? true : undefined;
     });
     await tmux("send-keys", "-t", "wn", "C-p", "C-q");
-    const status = await waitFor("the CLI to detach", async () => {
-      const [dead, code] = (
-        await tmux("display-message", "-p", "-t", "wn", "#{pane_dead} #{pane_dead_status}")
-      )
-        .trim()
-        .split(" ");
-      return dead === "1" ? Number(code) : undefined;
-    });
-    expect(status).toBe(0);
+    expect(await paneExit("the CLI to detach")).toBe("status 0");
     await tmux("kill-server");
   });
 
