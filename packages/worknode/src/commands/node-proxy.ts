@@ -23,15 +23,13 @@ import {
   type Logger,
   type ObjectSource,
   type Pod,
-  ProxyController,
-  ServiceChangeTracker,
+  type ProxyController,
   ServicesFileSource,
-  UnavailableError,
 } from "@worknode/core";
 import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
 import type { HostPort, ProxyMode } from "./proxy-config.js";
-import { expandNodePortAddresses } from "./proxy-node-ips.js";
 import { followNodeLabels } from "./proxy-node-labels.js";
+import { createProxyPipeline } from "./proxy-pipeline.js";
 import { startProxyServers } from "./proxy-servers.js";
 
 /** The proxy settings of `worknode node` (kube-proxy's flags, resolved). */
@@ -106,24 +104,14 @@ export interface RunningNodeProxy {
  */
 export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningNodeProxy> {
   const { logger, settings } = o;
-  const families = await o.backend.detectFamilies();
-  if (families.length === 0) {
-    throw new UnavailableError(
-      "iptables",
-      "no usable iptables: `iptables -t nat -L POSTROUTING` and `ip6tables -t nat -L POSTROUTING` both failed (is iptables installed, and do we run as root?)",
-    );
-  }
   const registry = createMetricsRegistry();
-  const proxier = o.backend.createProxier({
+  const { families, proxier, tracker, controller } = await createProxyPipeline({
+    backend: o.backend,
+    settings,
     nodeName: o.nodeName,
     nodeIPs: o.nodeIPs,
-    families,
-    clusterCIDRs: settings.clusterCIDRs,
-    masqueradeAll: settings.masqueradeAll,
-    nodePortAddresses: expandNodePortAddresses(settings.nodePortAddresses, o.nodeIPs),
-    masqueradeBit: settings.masqueradeBit,
-    localhostNodePorts: settings.localhostNodePorts,
-    logger: logger.child({ component: "proxier" }),
+    registry,
+    logger,
   });
   const file = new ServicesFileSource({
     path: o.servicesPath,
@@ -137,19 +125,6 @@ export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningN
     pods: o.pods,
     nodeName: o.nodeName,
     logger: logger.child({ component: "local-endpoint-slices" }),
-  });
-  const tracker = new ServiceChangeTracker({
-    nodeName: o.nodeName,
-    logger: logger.child({ component: "tracker" }),
-    metrics: registry,
-  });
-  const controller = new ProxyController({
-    tracker,
-    proxier,
-    minSyncPeriodMs: settings.minSyncPeriodMs,
-    syncPeriodMs: settings.syncPeriodMs,
-    registry,
-    logger: logger.child({ component: "controller" }),
   });
 
   const stoppers: Array<() => Promise<void>> = [];

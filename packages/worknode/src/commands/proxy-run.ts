@@ -17,17 +17,16 @@ import {
   KUBE_RESOURCES,
   type Logger,
   type ObjectSource,
-  ProxyController,
+  type ProxyController,
   type RunnableSource,
   type Service,
-  ServiceChangeTracker,
   ServicesFileSource,
   UnavailableError,
 } from "@worknode/core";
-import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
+import type { ProxyBackend } from "./proxy-backend.js";
 import type { LogLevel, ResolvedProxySettings } from "./proxy-config.js";
-import { expandNodePortAddresses } from "./proxy-node-ips.js";
 import { followNodeLabels } from "./proxy-node-labels.js";
+import { createProxyPipeline } from "./proxy-pipeline.js";
 import { startProxyServers } from "./proxy-servers.js";
 
 /** How long API mode waits for the first list of Services and EndpointSlices before giving up. */
@@ -134,38 +133,14 @@ function createSources(
  */
 export async function runProxy(o: RunProxyOptions): Promise<number> {
   const { logger, settings } = o;
-  const families = await o.backend.detectFamilies();
-  if (families.length === 0) {
-    throw new UnavailableError(
-      "iptables",
-      "no usable iptables: `iptables -t nat -L POSTROUTING` and `ip6tables -t nat -L POSTROUTING` both failed (is iptables installed, and do we run as root?)",
-    );
-  }
   const registry = createMetricsRegistry({ processMetrics: true });
-  const nodePortAddresses = expandNodePortAddresses(settings.nodePortAddresses, o.nodeIPs);
-  const proxier: CliProxier = o.backend.createProxier({
+  const { families, proxier, tracker, controller } = await createProxyPipeline({
+    backend: o.backend,
+    settings,
     nodeName: o.nodeName,
     nodeIPs: o.nodeIPs,
-    families,
-    clusterCIDRs: settings.clusterCIDRs,
-    masqueradeAll: settings.masqueradeAll,
-    nodePortAddresses,
-    masqueradeBit: settings.masqueradeBit,
-    localhostNodePorts: settings.localhostNodePorts,
-    logger: logger.child({ component: "proxier" }),
-  });
-  const tracker = new ServiceChangeTracker({
-    nodeName: o.nodeName,
-    logger: logger.child({ component: "tracker" }),
-    metrics: registry,
-  });
-  const controller = new ProxyController({
-    tracker,
-    proxier,
-    minSyncPeriodMs: settings.minSyncPeriodMs,
-    syncPeriodMs: settings.syncPeriodMs,
     registry,
-    logger: logger.child({ component: "controller" }),
+    logger,
   });
 
   // Every metric must exist before the metrics server starts: it serves a merge of the
