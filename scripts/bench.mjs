@@ -46,6 +46,15 @@ if (rows.length === 0) {
   console.error("bench: no benchmark ran");
   process.exit(1);
 }
+// vitest reports a benchmark whose function threw as a row without samples and still exits 0.
+const failed = rows.filter((r) => r.samples === 0);
+if (failed.length > 0) {
+  for (const r of failed)
+    console.error(
+      `bench: ${r.pkg} > ${r.group} > ${r.name}: no samples (it threw; run its file alone to see why)`,
+    );
+  process.exit(1);
+}
 
 // Benchmarks that measure more than a timing (per-pod latency percentiles, RSS, heap, API writes)
 // write their own JSON into bench-results/; the ones written by this run are listed below the table.

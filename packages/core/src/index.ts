@@ -12,6 +12,7 @@ export * from "./service/index.js";
 export * from "./sources/index.js";
 export * from "./util/backoff.js";
 export * from "./util/clock.js";
+export * from "./util/command.js";
 export * from "./util/duration.js";
 export * from "./util/errors.js";
 export * from "./util/http-server.js";

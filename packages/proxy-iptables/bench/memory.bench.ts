@@ -16,10 +16,9 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import type { ServiceChangeTracker, SyncInput } from "@worknode/core";
+import type { CommandRunner, ServiceChangeTracker, SyncInput } from "@worknode/core";
 import { afterAll, beforeAll, bench, describe } from "vitest";
 import { makeCluster, makeEndpointSlice } from "../../core/test/fixtures/services.js";
-import type { CommandRunner } from "../src/command.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { commitAll } from "../test/helpers/objects.js";
 

@@ -5,8 +5,17 @@
  * @packageDocumentation
  */
 
-export * from "./command.js";
-export * from "./conntrack.js";
+/** Re-exported from `@worknode/core`, where every backend shares them. */
+export {
+  type CommandOutput,
+  type CommandRunner,
+  type CommandRunnerOptions,
+  type ConntrackDeletion,
+  conntrackDeletions,
+  createCommandRunner,
+  endpointIPOf,
+  flushConntrack,
+} from "@worknode/core";
 export * from "./iptables.js";
 export * from "./proxier.js";
 export * from "./render/index.js";

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import type { IPFamily } from "@worknode/core";
-import type { CommandOutput, CommandRunner } from "./command.js";
+import type { CommandOutput, CommandRunner, IPFamily } from "@worknode/core";
 import {
   KUBE_EXTERNAL_SERVICES,
   KUBE_FIREWALL,

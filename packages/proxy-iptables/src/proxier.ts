@@ -5,15 +5,18 @@
  * @module
  */
 import {
+  type CommandRunner,
   Counter,
-  cidrContains,
+  conntrackDeletions,
+  createCommandRunner,
   describeError,
+  flushConntrack,
   Gauge,
   type IPFamily,
   type Logger,
+  nodePortHealthBindAddresses,
   type Proxier,
   ProxySyncError,
-  parseCidr,
   Registry,
   ServiceHealthServer,
   type ServiceHealthServerOptions,
@@ -21,8 +24,7 @@ import {
   type SyncStats,
   silentLogger,
 } from "@worknode/core";
-import { type CommandRunner, createCommandRunner } from "./command.js";
-import { conntrackDeletions, flushConntrack } from "./conntrack.js";
+
 import {
   chainsInSave,
   IptablesClient,
@@ -143,16 +145,6 @@ function familyOf(ip: string): IPFamily {
   return ip.includes(":") ? "IPv6" : "IPv4";
 }
 
-/** The node IPs inside `--nodeport-addresses`, or undefined (every address) when none is set or matches. */
-function nodePortBindAddresses(o: IptablesProxierOptions): string[] | undefined {
-  const cidrs = (o.nodePortAddresses ?? []).map((t) => parseCidr(t)).filter((c) => c !== undefined);
-  if (cidrs.length === 0) return undefined;
-  const ips = (o.nodeIPs ?? []).filter((ip) =>
-    cidrs.some((c) => c.family === familyOf(ip) && cidrContains(c, ip)),
-  );
-  return ips.length > 0 ? ips : undefined;
-}
-
 /**
  * The iptables service-proxy backend, a drop-in for kube-proxy's iptables mode.
  *
@@ -205,7 +197,8 @@ export class IptablesProxier implements Proxier {
       this.serviceHealth = hc;
       this.ownsServiceHealth = false;
     } else if (hc !== undefined) {
-      const bindAddresses = hc.bindAddresses ?? nodePortBindAddresses(options);
+      const bindAddresses =
+        hc.bindAddresses ?? nodePortHealthBindAddresses(options.nodePortAddresses, options.nodeIPs);
       this.serviceHealth = new ServiceHealthServer({
         logger: this.logger,
         ...hc,

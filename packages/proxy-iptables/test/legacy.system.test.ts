@@ -10,6 +10,8 @@
  *   client (192.168.70.2) ──veth── node (192.168.70.1; bridge 10.245.0.1/24) ──┬── pod-a (10.245.0.11)
  *                                                                               └── pod-b (10.245.0.12)
  */
+
+import { createCommandRunner } from "@worknode/core";
 import {
   connectFromNetns,
   createBridge,
@@ -20,7 +22,6 @@ import {
   startNetnsServer,
 } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCommandRunner } from "../src/command.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { commitAll, slice, svc } from "./helpers/objects.js";
 

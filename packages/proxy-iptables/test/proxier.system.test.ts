@@ -10,6 +10,7 @@
  * through the node) and node ports; each pod answers with its name.
  */
 import type { EndpointSlice, Service, ServiceChangeTracker } from "@worknode/core";
+import { type CommandRunner, createCommandRunner } from "@worknode/core";
 import {
   connectFromNetns,
   createBridge,
@@ -20,7 +21,6 @@ import {
   startNetnsServer,
 } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CommandRunner, createCommandRunner } from "../src/command.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { commitAll, slice, svc } from "./helpers/objects.js";
 

@@ -1,6 +1,5 @@
-import { ProxySyncError } from "@worknode/core";
+import { conntrackDeletions, endpointIPOf, ProxySyncError } from "@worknode/core";
 import { describe, expect, it } from "vitest";
-import { conntrackDeletions, endpointIPOf } from "../src/conntrack.js";
 import { JUMP_RULES, KUBELET_JUMP_RULES, parseRestoreErrorLine } from "../src/iptables.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { FakeRunner } from "./helpers/fake-runner.js";

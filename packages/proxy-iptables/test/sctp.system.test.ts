@@ -15,9 +15,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { release } from "node:os";
 import { gunzipSync } from "node:zlib";
+import { type CommandRunner, createCommandRunner } from "@worknode/core";
 import { createNetns, destroyAll, type Netns } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CommandRunner, createCommandRunner } from "../src/command.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { commitAll, slice, svc } from "./helpers/objects.js";
 

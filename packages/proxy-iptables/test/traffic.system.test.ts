@@ -16,6 +16,8 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  type CommandRunner,
+  createCommandRunner,
   type EndpointSlice,
   type Service,
   type ServiceChangeTracker,
@@ -32,7 +34,6 @@ import {
   startNetnsServer,
 } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type CommandRunner, createCommandRunner } from "../src/command.js";
 import { IptablesProxier } from "../src/proxier.js";
 import { commitAll, type EpSpec, slice, svc } from "./helpers/objects.js";
 

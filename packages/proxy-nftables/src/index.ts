@@ -1,8 +1,8 @@
 /**
- * `@worknode/proxy-nftables`: not implemented yet — see this package's README for its status.
+ * `@worknode/proxy-nftables`: the nftables service-proxy backend, in kube-proxy's
+ * nftables layout (`table ip kube-proxy` / `table ip6 kube-proxy`).
  *
  * @packageDocumentation
  */
-
-/** Implementation state of this package, so that tools and users can tell an empty package apart. */
-export const implementationStatus = "not-yet" as const;
+export * from "./proxier.js";
+export * from "./render/index.js";

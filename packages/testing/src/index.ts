@@ -27,4 +27,6 @@ export * from "./images.js";
 export * from "./lab-dir.js";
 export * from "./netns.js";
 export * from "./pki.js";
+export * from "./proxy-lab.js";
 export * from "./registry.js";
+export * from "./service-objects.js";

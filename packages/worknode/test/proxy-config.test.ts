@@ -282,9 +282,10 @@ clientConnection: {kubeconfig: /from/file}
 });
 
 describe("flag values", () => {
-  it("proxy modes: iptables runs, kube-proxy's others are not implemented, the rest is a usage error", () => {
+  it("proxy modes: iptables and nftables run, kube-proxy's others are not implemented, the rest is a usage error", () => {
     expect(checkProxyMode("iptables")).toBe("iptables");
-    for (const m of ["userspace", "nftables", "ipvs", "ebpf"]) {
+    expect(checkProxyMode("nftables")).toBe("nftables");
+    for (const m of ["userspace", "ipvs", "ebpf"]) {
       const err = (() => {
         try {
           checkProxyMode(m);
@@ -295,7 +296,7 @@ describe("flag values", () => {
       expect(err).toBeInstanceOf(ConfigError);
       expect(err).not.toBeInstanceOf(CliUsageError);
       expect((err as Error).message).toBe(
-        `--proxy-mode: proxy mode "${m}" is not implemented yet (implemented: iptables)`,
+        `--proxy-mode: proxy mode "${m}" is not implemented yet (implemented: iptables, nftables)`,
       );
     }
     expect(() => checkProxyMode("kernelspace")).toThrow(CliUsageError);

@@ -1,5 +1,6 @@
 export * from "./bounded-frequency-runner.js";
 export * from "./change-set-merge.js";
+export * from "./conntrack-cleanup.js";
 export * from "./controller.js";
 export * from "./health-server.js";
 export * from "./metrics.js";

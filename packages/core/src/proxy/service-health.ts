@@ -11,6 +11,7 @@
  * @module
  */
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
+import { cidrContains, ipFamilyOf, parseCidr } from "../net/ip.js";
 import { serviceKeyOfPortKey } from "../service/keys.js";
 import type { ServiceSnapshot } from "../service/model.js";
 import { describeError, UnavailableError } from "../util/errors.js";
@@ -231,6 +232,23 @@ export const listenServiceHealth: ServiceHealthListen = async (host, port, handl
       }),
   };
 };
+
+/**
+ * Where kube-proxy binds health-check node ports: the node IPs inside
+ * `--nodeport-addresses`, or undefined (every address) when no CIDR is set or none of
+ * the node's IPs is inside one.
+ */
+export function nodePortHealthBindAddresses(
+  nodePortAddresses: readonly string[] | undefined,
+  nodeIPs: readonly string[] | undefined,
+): string[] | undefined {
+  const cidrs = (nodePortAddresses ?? []).map((t) => parseCidr(t)).filter((c) => c !== undefined);
+  if (cidrs.length === 0) return undefined;
+  const ips = (nodeIPs ?? []).filter((ip) =>
+    cidrs.some((c) => c.family === ipFamilyOf(ip) && cidrContains(c, ip)),
+  );
+  return ips.length > 0 ? ips : undefined;
+}
 
 /** Options of a {@link ServiceHealthServer}. */
 export interface ServiceHealthServerOptions {

@@ -1,4 +1,4 @@
-import type { CommandOutput, CommandRunner } from "../../src/command.js";
+import type { CommandOutput, CommandRunner } from "@worknode/core";
 
 export interface Call {
   readonly command: string;

@@ -2,12 +2,13 @@
  * The proxy half of `worknode node`: the services file's Services, their
  * EndpointSlices from the file or — for a Service with a selector and no slice —
  * generated from the node's own pods by the {@link LocalEndpointSliceController},
- * the change tracker, the {@link ProxyController} and the iptables backend, with
+ * the change tracker, the {@link ProxyController} and the backend of the proxy mode
+ * (iptables or nftables), with
  * kube-proxy's healthz and metrics servers.
  *
  *   services file ─ Services ──────────────────────────────┐
  *                 └ EndpointSlices ─┐                      ├─ tracker ─ controller ─ iptables
- *   kubelet pods (labels, IPs, readiness) ─ local slices ──┘
+ *   kubelet pods (labels, IPs, readiness) ─ local slices ──┘          (or nftables)
  *
  * On stop the rules stay in place, as kube-proxy leaves them when it exits (a
  * restarted agent takes them over with its first full sync; `--cleanup` removes them).
@@ -34,7 +35,7 @@ import { startProxyServers } from "./proxy-servers.js";
 
 /** The proxy settings of `worknode node` (kube-proxy's flags, resolved). */
 export interface NodeProxySettings {
-  /** `--proxy-mode`. */
+  /** `--proxy-mode` (the backend passed to {@link startNodeProxy} must program it). */
   readonly mode: ProxyMode;
   /** `--cluster-cidr`, at most one per family. */
   readonly clusterCIDRs: readonly string[];
@@ -44,7 +45,7 @@ export interface NodeProxySettings {
   readonly nodePortAddresses: readonly string[];
   /** `--iptables-masquerade-bit`. */
   readonly masqueradeBit: number;
-  /** `--iptables-localhost-nodeports`. */
+  /** `--iptables-localhost-nodeports` (iptables mode only). */
   readonly localhostNodePorts: boolean;
   /** `--iptables-min-sync-period` in milliseconds. */
   readonly minSyncPeriodMs: number;
@@ -69,7 +70,7 @@ export interface StartNodeProxyOptions {
   readonly rescanIntervalMs: number;
   /** The node's pods with their status (the kubelet's); must be started by the caller. */
   readonly pods: ObjectSource<Pod>;
-  /** The host side of the backend (iptables on this host by default). */
+  /** The host side of the backend of `settings.mode`. */
   readonly backend: ProxyBackend;
   /**
    * Node-aware proxying: when set, this node's Node object is watched on that API server
@@ -100,7 +101,7 @@ export interface RunningNodeProxy {
 /**
  * Starts the proxy half of `worknode node` and resolves once the services file was read
  * (the first sync follows as soon as the pods source is synced too).
- * @throws UnavailableError when no iptables family works or an address cannot be bound
+ * @throws UnavailableError when no family of the mode works or an address cannot be bound
  */
 export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningNodeProxy> {
   const { logger, settings } = o;

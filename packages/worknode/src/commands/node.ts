@@ -7,7 +7,7 @@
  * it): static pods run over CRI, with probes, restarts and the kubelet's
  * endpoints (`/healthz` on 127.0.0.1:10248, the kubelet API on 127.0.0.1:10250).
  * The proxy half (see node-proxy.ts) programs the services file's Services with
- * the iptables backend; a Service with a selector and no EndpointSlice gets
+ * the backend of `--proxy-mode` (iptables, the default, or nftables); a Service with a selector and no EndpointSlice gets
  * slices generated from the kubelet's pods (labels, pod IPs, readiness), kept up
  * to date as the pods change. Proxy flags are kube-proxy's; as kube-proxy, the
  * agent leaves its rules in place when it stops, and `--cleanup` removes them.
@@ -27,11 +27,12 @@ import { type RunningKubelet, startKubelet } from "./kubelet.js";
 import type { KubeletCommandConfig } from "./kubelet-config.js";
 import { KubeletPodSource } from "./node-pods.js";
 import { type NodeProxySettings, startNodeProxy } from "./node-proxy.js";
-import { createIptablesBackend, type ProxyBackend } from "./proxy-backend.js";
+import { createProxyBackend, type ProxyBackend } from "./proxy-backend.js";
 import {
   checkNodePortAddresses,
   checkProxyMode,
   DEFAULT_MASQUERADE_BIT,
+  type ProxyMode,
   parseClusterCIDRs,
   parseHostPort,
 } from "./proxy-config.js";
@@ -80,7 +81,7 @@ const FLAGS = {
   },
   "proxy-mode": {
     kind: "string",
-    help: "Which proxy mode programs the Services (kube-proxy's --proxy-mode; iptables)",
+    help: "Which proxy mode programs the Services (kube-proxy's --proxy-mode): iptables or nftables",
     default: "iptables",
   },
   "cluster-cidr": {
@@ -94,22 +95,22 @@ const FLAGS = {
   },
   "iptables-masquerade-bit": {
     kind: "int",
-    help: "Bit of the fwmark space marking packets to SNAT (0-31)",
+    help: "Bit of the fwmark space marking packets to SNAT (0-31); also nftables mode's (this command has no config file)",
     default: String(DEFAULT_MASQUERADE_BIT),
   },
   "iptables-localhost-nodeports": {
     kind: "string",
-    help: "true or false: node ports also answer on 127.0.0.1 (sets route_localnet; installs KUBE-FIREWALL)",
+    help: "true or false: node ports also answer on 127.0.0.1 (sets route_localnet; installs KUBE-FIREWALL); iptables mode only",
     default: "true",
   },
   "iptables-min-sync-period": {
     kind: "duration",
-    help: "Minimum interval between proxy rule syncs",
+    help: "Minimum interval between proxy rule syncs (both modes, as in kube-proxy 1.31+)",
     default: "1s",
   },
   "iptables-sync-period": {
     kind: "duration",
-    help: "Maximum interval between proxy rule syncs (a full sync)",
+    help: "Maximum interval between proxy rule syncs (a full sync; both modes, as in kube-proxy 1.31+)",
     default: "30s",
   },
   "proxy-healthz-bind-address": {
@@ -128,7 +129,7 @@ const FLAGS = {
   },
   cleanup: {
     kind: "boolean",
-    help: "Remove every proxy rule this agent (or kube-proxy's iptables mode) wrote, then exit; rules are otherwise left in place on exit, as kube-proxy leaves them",
+    help: "Remove every proxy rule this agent (or kube-proxy's iptables or nftables mode) wrote, then exit; rules are otherwise left in place on exit, as kube-proxy leaves them",
   },
   "log-level": { kind: "string", help: "trace, debug, info, warn or error", default: "info" },
 } as const satisfies Record<string, FlagSpec>;
@@ -140,8 +141,10 @@ const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 
 /** What the `node` command needs from the machine besides the CRI runtime; replaceable in tests. */
 export interface NodeCommandDeps {
-  /** The proxy backend's host side; default real iptables on this host. */
+  /** One proxy backend for every mode (tests); default {@link NodeCommandDeps.proxyBackendFor}. */
   readonly proxyBackend?: ProxyBackend;
+  /** The backend of the selected `--proxy-mode`; default that mode on this host. */
+  readonly proxyBackendFor?: (mode: ProxyMode) => ProxyBackend;
 }
 
 function parseBooleanValue(flag: string, value: string): boolean {
@@ -180,16 +183,19 @@ export const nodeCommand: Command = createNodeCommand();
 function resolveNodeProxySettings(flags: ReturnType<typeof parseNodeFlags>["flags"]): NodeProxySettings {
   const bit = flags["iptables-masquerade-bit"];
   if (bit > 31) throw new CliUsageError(`--iptables-masquerade-bit: ${bit} is not 0-31`);
+  const mode = checkProxyMode(flags["proxy-mode"]);
+  const localhostNodePorts = parseBooleanValue(
+    "iptables-localhost-nodeports",
+    flags["iptables-localhost-nodeports"],
+  );
   return {
-    mode: checkProxyMode(flags["proxy-mode"]),
+    mode,
     clusterCIDRs: parseClusterCIDRs(flags["cluster-cidr"]),
     masqueradeAll: flags["masquerade-all"] ?? false,
     nodePortAddresses: checkNodePortAddresses((flags["nodeport-addresses"] ?? "").split(",")),
     masqueradeBit: bit,
-    localhostNodePorts: parseBooleanValue(
-      "iptables-localhost-nodeports",
-      flags["iptables-localhost-nodeports"],
-    ),
+    // kube-proxy's nftables mode never serves node ports on 127.0.0.1.
+    localhostNodePorts: mode === "nftables" ? false : localhostNodePorts,
     minSyncPeriodMs: flags["iptables-min-sync-period"],
     syncPeriodMs: flags["iptables-sync-period"],
     healthzBindAddress: parseHostPort(
@@ -217,11 +223,14 @@ async function runNodeCommand(argv: readonly string[], io: CliIO, deps: NodeComm
     throw new ConfigError(`--log-level: "${level}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
   const proxy = resolveNodeProxySettings(flags);
-  const backend = deps.proxyBackend ?? createIptablesBackend();
+  const backend =
+    deps.proxyBackend ?? (deps.proxyBackendFor ?? ((mode) => createProxyBackend(mode)))(proxy.mode);
   if (flags.cleanup) {
     const logger = createLogger({ name: "worknode-node", level: level as (typeof LOG_LEVELS)[number] });
     const families = await backend.cleanup(logger);
-    io.stdout(`removed the proxy rules (${families.join(", ") || "no usable iptables family"})\n`);
+    io.stdout(
+      `removed the proxy rules (${families.join(", ") || "no usable iptables or nftables family"})\n`,
+    );
     return 0;
   }
   const manifestPath = flags["pod-manifest-path"];

@@ -10,10 +10,12 @@ import { ConfigError, ipFamilyOf, isValidIP, parseCidr, parseDuration } from "@w
 import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec } from "../flags.js";
 
-/** Proxy modes implemented today. */
-export const IMPLEMENTED_PROXY_MODES = ["iptables"] as const;
+/** Proxy modes implemented today (iptables is the default, as in kube-proxy). */
+export const IMPLEMENTED_PROXY_MODES = ["iptables", "nftables"] as const;
 /** Proxy modes known from kube-proxy and worknode's plans, not implemented yet. */
-export const PLANNED_PROXY_MODES = ["userspace", "nftables", "ipvs", "ebpf"] as const;
+export const PLANNED_PROXY_MODES = ["userspace", "ipvs", "ebpf"] as const;
+/** Every proxy mode worknode knows, in the order error messages list them. */
+export const KNOWN_PROXY_MODES = ["iptables", "userspace", "nftables", "ipvs", "ebpf"] as const;
 /** An implemented proxy mode. */
 export type ProxyMode = (typeof IMPLEMENTED_PROXY_MODES)[number];
 
@@ -46,7 +48,7 @@ export const PROXY_FLAGS = {
   },
   "proxy-mode": {
     kind: "string",
-    help: "Which proxy mode to use: iptables (userspace, nftables, ipvs and ebpf are not implemented yet)",
+    help: "Which proxy mode to use: iptables or nftables (userspace, ipvs and ebpf are not implemented yet)",
     default: "iptables",
   },
   kubeconfig: {
@@ -74,22 +76,22 @@ export const PROXY_FLAGS = {
   },
   "iptables-min-sync-period": {
     kind: "duration",
-    help: "Minimum interval between rule syncs (0 syncs on every change)",
+    help: "Minimum interval between rule syncs (0 syncs on every change); also applies in nftables mode, as in kube-proxy 1.31+",
     default: "1s",
   },
   "iptables-sync-period": {
     kind: "duration",
-    help: "Maximum interval between rule syncs",
+    help: "Maximum interval between rule syncs; also applies in nftables mode, as in kube-proxy 1.31+",
     default: "30s",
   },
   "iptables-masquerade-bit": {
     kind: "int",
-    help: "Bit of the fwmark space marking packets that need SNAT, 0-31",
+    help: "Bit of the fwmark space marking packets that need SNAT, 0-31 (iptables mode; nftables mode takes nftables.masqueradeBit from --config)",
     default: "14",
   },
   "iptables-localhost-nodeports": {
     kind: "boolean",
-    help: "NodePorts also answer on 127.0.0.1 (sets net.ipv4.conf.all.route_localnet=1 and installs KUBE-FIREWALL); =false turns it off",
+    help: "NodePorts also answer on 127.0.0.1 (sets net.ipv4.conf.all.route_localnet=1 and installs KUBE-FIREWALL); =false turns it off (iptables mode only)",
     default: true,
   },
   "healthz-bind-address": {
@@ -104,7 +106,7 @@ export const PROXY_FLAGS = {
   },
   cleanup: {
     kind: "boolean",
-    help: "Remove every rule any proxy mode wrote (iptables and ip6tables), then exit",
+    help: "Remove every rule any proxy mode wrote (iptables, ip6tables and the nftables tables ip/ip6 kube-proxy), then exit",
   },
   "log-level": { kind: "string", help: "trace, debug, info, warn or error", default: "info" },
 } as const satisfies Record<string, FlagSpec>;
@@ -118,7 +120,7 @@ export const PLAN_FLAGS = {
   "proxy-mode": PROXY_FLAGS["proxy-mode"],
   diff: {
     kind: "boolean",
-    help: "Compare with the rules on this node now (iptables-save) instead of printing the payloads; needs root",
+    help: "Compare with the rules on this node now (iptables-save) instead of printing the payloads; iptables mode only; needs root",
   },
   config: {
     kind: "string",
@@ -227,6 +229,20 @@ export interface ProxySettings {
   readonly localhostNodePorts?: boolean;
   readonly healthzBindAddress?: string | null;
   readonly metricsBindAddress?: string | null;
+  /**
+   * Config file only: the `nftables:` section, which replaces `masqueradeAll`,
+   * `masqueradeBit` and the sync periods of the `iptables:` section when the mode is
+   * nftables (kube-proxy's v1alpha1 conversion).
+   */
+  readonly nftables?: NftablesFileSettings;
+}
+
+/** The `nftables:` section of a KubeProxyConfiguration file (zero values left out). */
+export interface NftablesFileSettings {
+  readonly masqueradeAll?: boolean;
+  readonly masqueradeBit?: number;
+  readonly minSyncPeriodMs?: number;
+  readonly syncPeriodMs?: number;
 }
 
 /** A parsed KubeProxyConfiguration file. */
@@ -288,10 +304,10 @@ const CONFIG_SCHEMA: Schema = {
     udpTimeout: "ignored",
   },
   nftables: {
-    masqueradeBit: "ignored",
-    masqueradeAll: "ignored",
-    syncPeriod: "ignored",
-    minSyncPeriod: "ignored",
+    masqueradeBit: "int",
+    masqueradeAll: "bool",
+    syncPeriod: "duration",
+    minSyncPeriod: "duration",
   },
   winkernel: {
     networkName: "ignored",
@@ -439,6 +455,15 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
   // A pointer in kube-proxy's type: an explicit false counts, unlike other zero values.
   const localhostNodePorts = checked.get("iptables.localhostNodePorts");
   const nodePortAddresses = checked.get("nodePortAddresses");
+  const nftMasqueradeBit = checked.get("nftables.masqueradeBit");
+  const nftables: NftablesFileSettings = {
+    ...(checked.get("nftables.masqueradeAll") === true ? { masqueradeAll: true } : {}),
+    ...(typeof nftMasqueradeBit === "number" ? { masqueradeBit: nftMasqueradeBit } : {}),
+    ...(dur("nftables.minSyncPeriod") !== undefined
+      ? { minSyncPeriodMs: dur("nftables.minSyncPeriod") }
+      : {}),
+    ...(dur("nftables.syncPeriod") !== undefined ? { syncPeriodMs: dur("nftables.syncPeriod") } : {}),
+  };
   const settings: ProxySettings = {
     ...(str("mode") !== undefined ? { mode: str("mode") } : {}),
     ...(str("clientConnection.kubeconfig") !== undefined
@@ -459,6 +484,7 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
     ...(typeof localhostNodePorts === "boolean" ? { localhostNodePorts } : {}),
     ...(str("healthzBindAddress") !== undefined ? { healthzBindAddress: str("healthzBindAddress") } : {}),
     ...(str("metricsBindAddress") !== undefined ? { metricsBindAddress: str("metricsBindAddress") } : {}),
+    ...(Object.keys(nftables).length > 0 ? { nftables } : {}),
   };
   return { settings, ignoredFields };
 }
@@ -489,6 +515,12 @@ export interface ResolvedProxySettings {
   readonly metricsBindAddress: HostPort | undefined;
   /** `clientConnection.kubeconfig` or `--kubeconfig`. */
   readonly kubeconfig: string | undefined;
+  /**
+   * Flags given explicitly that the resolved mode does not use (`--iptables-masquerade-bit`
+   * and `--iptables-localhost-nodeports` in nftables mode, as kube-proxy ignores them);
+   * absent when there are none. The caller warns about them.
+   */
+  readonly unusedFlags?: readonly string[];
 }
 
 /**
@@ -502,9 +534,7 @@ export function checkProxyMode(mode: string, where = "--proxy-mode"): ProxyMode 
       `${where}: proxy mode "${mode}" is not implemented yet (implemented: ${IMPLEMENTED_PROXY_MODES.join(", ")})`,
     );
   }
-  throw new CliUsageError(
-    `${where}: unknown proxy mode "${mode}" (known: ${[...IMPLEMENTED_PROXY_MODES, ...PLANNED_PROXY_MODES].join(", ")})`,
-  );
+  throw new CliUsageError(`${where}: unknown proxy mode "${mode}" (known: ${KNOWN_PROXY_MODES.join(", ")})`);
 }
 
 /**
@@ -612,6 +642,22 @@ export function resolveProxySettings(
 
   const mode = pick("mode");
   const resolvedMode = checkProxyMode(mode.value ?? "iptables", where("proxy-mode", "mode", mode.fromFlag));
+  // The mode-specific fields of the file: kube-proxy's v1alpha1 conversion takes masqueradeAll,
+  // the masquerade bit and the sync periods from the section of the mode in use.
+  const nft = resolvedMode === "nftables";
+  const section = nft ? "nftables" : "iptables";
+  const nf = f.nftables ?? {};
+  /** Like `pick`, for the fields the mode's section of the file gives. */
+  const pickModal = <K extends keyof NftablesFileSettings>(
+    k: K,
+    flagApplies = true,
+  ): { value: NftablesFileSettings[K]; fromFlag: boolean } => {
+    if (flagApplies && flags[k] !== undefined) return { value: flags[k], fromFlag: true };
+    return { value: nft ? nf[k] : f[k], fromFlag: false };
+  };
+  const unusedFlags: string[] = [];
+  if (nft && flags.masqueradeBit !== undefined) unusedFlags.push("--iptables-masquerade-bit");
+  if (nft && flags.localhostNodePorts !== undefined) unusedFlags.push("--iptables-localhost-nodeports");
 
   const bind = pick("bindAddress");
   let primaryIP: string | undefined;
@@ -632,11 +678,12 @@ export function resolveProxySettings(
     checkNodePortAddresses(npa.value ?? [], where("nodeport-addresses", "nodePortAddresses", npa.fromFlag)),
   );
 
-  const minSync = pick("minSyncPeriodMs");
-  const sync = pick("syncPeriodMs");
+  // kube-proxy 1.31+ applies --iptables-(min-)sync-period to every mode but ipvs.
+  const minSync = pickModal("minSyncPeriodMs");
+  const sync = pickModal("syncPeriodMs");
   const minSyncPeriodMs = minSync.value ?? DEFAULT_MIN_SYNC_PERIOD_MS;
   const syncPeriodMs = sync.value ?? DEFAULT_SYNC_PERIOD_MS;
-  const syncWhere = where("iptables-sync-period", "iptables.syncPeriod", sync.fromFlag);
+  const syncWhere = where("iptables-sync-period", `${section}.syncPeriod`, sync.fromFlag);
   if (!(syncPeriodMs > 0)) fail(sync.fromFlag, `${syncWhere}: must be greater than 0`);
   if (syncPeriodMs < minSyncPeriodMs) {
     fail(
@@ -645,12 +692,13 @@ export function resolveProxySettings(
     );
   }
 
-  const bit = pick("masqueradeBit");
+  // --iptables-masquerade-bit is the iptables mode's; nftables mode has only the file's field.
+  const bit = pickModal("masqueradeBit", !nft);
   const masqueradeBit = bit.value ?? DEFAULT_MASQUERADE_BIT;
   if (!Number.isInteger(masqueradeBit) || masqueradeBit < 0 || masqueradeBit > 31) {
     fail(
       bit.fromFlag,
-      `${where("iptables-masquerade-bit", "iptables.masqueradeBit", bit.fromFlag)}: ${masqueradeBit} is not in 0-31`,
+      `${where("iptables-masquerade-bit", `${section}.masqueradeBit`, bit.fromFlag)}: ${masqueradeBit} is not in 0-31`,
     );
   }
 
@@ -673,12 +721,13 @@ export function resolveProxySettings(
     hostnameOverride: host === "" ? undefined : host,
     primaryIP,
     clusterCIDRs,
-    masqueradeAll: pick("masqueradeAll").value ?? false,
+    masqueradeAll: pickModal("masqueradeAll").value ?? false,
     nodePortAddresses,
     minSyncPeriodMs,
     syncPeriodMs,
     masqueradeBit,
-    localhostNodePorts: pick("localhostNodePorts").value ?? true,
+    // kube-proxy's nftables mode never serves node ports on 127.0.0.1.
+    localhostNodePorts: nft ? false : (pick("localhostNodePorts").value ?? true),
     healthzBindAddress: bindAddr(
       "healthzBindAddress",
       "healthz-bind-address",
@@ -694,6 +743,7 @@ export function resolveProxySettings(
       DEFAULT_METRICS_PORT,
     ),
     kubeconfig: pick("kubeconfig").value,
+    ...(unusedFlags.length > 0 ? { unusedFlags } : {}),
   };
 }
 

@@ -18,7 +18,7 @@ import {
 } from "@worknode/core";
 import type { CliProxier } from "./proxy-backend.js";
 
-/** A backend that renders with the node's labels (the iptables proxier). */
+/** A backend that renders with the node's labels (the iptables and nftables proxiers). */
 export interface NodeLabelsAware {
   /**
    * Takes the Node's labels (`undefined`: no Node object); returns whether they changed

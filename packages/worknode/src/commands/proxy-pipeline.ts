@@ -11,12 +11,11 @@ import {
   ProxyController,
   type Registry,
   ServiceChangeTracker,
-  UnavailableError,
 } from "@worknode/core";
-import type { CliProxier, ProxyBackend } from "./proxy-backend.js";
+import { type CliProxier, noUsableFamilyError, type ProxyBackend } from "./proxy-backend.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
 
-/** The settings the pipeline uses (kube-proxy's names). */
+/** The settings the pipeline uses (kube-proxy's names); the mode is the backend's. */
 export interface ProxyPipelineSettings {
   readonly clusterCIDRs: readonly string[];
   readonly masqueradeAll: boolean;
@@ -37,7 +36,7 @@ export interface ProxyPipeline {
 
 /**
  * Detects the backend's usable families and builds proxier, tracker and controller.
- * @throws UnavailableError when no iptables family works
+ * @throws UnavailableError when no family of the backend's mode (iptables or nftables) works
  */
 export async function createProxyPipeline(o: {
   readonly backend: ProxyBackend;
@@ -49,11 +48,13 @@ export async function createProxyPipeline(o: {
 }): Promise<ProxyPipeline> {
   const { settings, logger, registry } = o;
   const families = await o.backend.detectFamilies();
-  if (families.length === 0) {
-    throw new UnavailableError(
-      "iptables",
-      "no usable iptables: `iptables -t nat -L POSTROUTING` and `ip6tables -t nat -L POSTROUTING` both failed (is iptables installed, and do we run as root?)",
-    );
+  if (families.length === 0) throw noUsableFamilyError(o.backend.mode);
+  // As kube-proxy at start: a node moving between modes must not keep the other mode's
+  // rules (they would intercept service traffic first). Failures are logged, not fatal.
+  try {
+    await o.backend.cleanupOtherModes?.(logger);
+  } catch (err) {
+    logger.warn({ err }, "removing the other proxy modes' leftovers failed");
   }
   const proxier = o.backend.createProxier({
     nodeName: o.nodeName,
@@ -76,6 +77,9 @@ export async function createProxyPipeline(o: {
     proxier,
     minSyncPeriodMs: settings.minSyncPeriodMs,
     syncPeriodMs: settings.syncPeriodMs,
+    // nftables full syncs replace the whole table (and reset ClientIP affinity): as
+    // kube-proxy's nftables mode, periodic syncs are partial and full ones hourly.
+    periodicFullSync: o.backend.mode !== "nftables",
     registry,
     logger: logger.child({ component: "controller" }),
   });

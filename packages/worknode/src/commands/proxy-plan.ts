@@ -1,12 +1,14 @@
 /**
- * `worknode proxy plan`: what the backend would write for a services file,
- * without applying anything; with `--diff`, how that differs from the rules on
- * the node now.
+ * `worknode proxy plan`: what the backend of the selected mode (iptables or
+ * nftables) would write for a services file, without applying anything; with
+ * `--diff`, how that differs from the rules on the node now.
  *
  * @module
  */
 import { readFile, stat } from "node:fs/promises";
 import {
+  type ChangeSet,
+  type CommandRunner,
   ConfigError,
   type InvalidObjectError,
   type IPFamily,
@@ -15,15 +17,22 @@ import {
   ServiceChangeTracker,
   type ServiceSnapshot,
 } from "@worknode/core";
-import { type CommandRunner, IptablesProxier } from "@worknode/proxy-iptables";
+import { IptablesProxier } from "@worknode/proxy-iptables";
+import { NFTABLES_TABLE, NftablesProxier, nftFamily } from "@worknode/proxy-nftables";
 import { CliUsageError, parseFlags, renderHelp } from "../flags.js";
 import type { CliIO } from "../main.js";
-import { canonicalizeInScratchNetns, saveTables } from "./proxy-backend.js";
+import {
+  canonicalizeInScratchNetns,
+  canonicalizeNftInScratchNetns,
+  listNftTable,
+  saveTables,
+} from "./proxy-backend.js";
 import {
   PLAN_FLAGS,
   type ProxySettings,
   parseKubeProxyConfiguration,
   preprocessArgs,
+  type ResolvedProxySettings,
   resolveProxySettings,
   withoutDefaults,
 } from "./proxy-config.js";
@@ -34,12 +43,13 @@ import {
   parseIptablesSave,
   withBaseRules,
 } from "./proxy-diff.js";
+import { diffNftTables, formatNftDiffs, parseNftTable } from "./proxy-nft-diff.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
 
 const COMMAND = "worknode proxy plan";
-const USAGE = "worknode proxy plan --services-file FILE [--proxy-mode iptables] [--diff] [flags]";
+const USAGE = "worknode proxy plan --services-file FILE [--proxy-mode iptables|nftables] [--diff] [flags]";
 const SUMMARY =
-  "Print the rules the proxy would write for a services file (iptables-restore payloads per family), without applying them";
+  "Print the rules the proxy would write for a services file (iptables-restore payloads or the nft transaction, per family), without applying them";
 
 /** What `plan` needs from the machine; replaceable in tests. */
 export interface PlanDeps {
@@ -47,7 +57,7 @@ export interface PlanDeps {
   readonly nodeIPs: (primaryIP: string | undefined) => string[];
   /** The node name when `--hostname-override` is not given. */
   readonly hostname: () => string;
-  /** Runs iptables-save and the scratch-namespace restore for `--diff`. */
+  /** Runs iptables-save / nft list and the scratch-namespace restore for `--diff`. */
   readonly runner: CommandRunner;
 }
 
@@ -127,6 +137,11 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
     configPath,
   );
   const diff = pre.booleans.get("diff") ?? flags.diff ?? false;
+  if (settings.unusedFlags !== undefined) {
+    io.stderr(
+      `${COMMAND}: warning: ${settings.unusedFlags.join(", ")} do not apply to proxy mode ${settings.mode}; ignored\n`,
+    );
+  }
 
   await readFlagFile("services-file", servicesPath);
   const content = await readServicesFile(servicesPath);
@@ -140,6 +155,20 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
 
   const nodeIPs = deps.nodeIPs(settings.primaryIP);
   const families = familiesOf(snapshot);
+  if (settings.mode === "nftables") {
+    await planNftables({
+      io,
+      runner: deps.runner,
+      settings,
+      nodeName,
+      nodeIPs,
+      families,
+      snapshot,
+      changes,
+      diff,
+    });
+    return invalid.length > 0 ? 1 : 0;
+  }
   const proxier = new IptablesProxier({
     nodeName,
     nodeIPs,
@@ -172,4 +201,51 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
     io.stdout(formatChainDiffs(diffOwnedRules(current, planned), family));
   }
   return invalid.length > 0 ? 1 : 0;
+}
+
+/** `plan` in nftables mode: the nft transaction of a full sync per family, or its diff. */
+async function planNftables(o: {
+  readonly io: CliIO;
+  readonly runner: CommandRunner;
+  readonly settings: ResolvedProxySettings;
+  readonly nodeName: string;
+  readonly nodeIPs: readonly string[];
+  readonly families: readonly IPFamily[];
+  readonly snapshot: ServiceSnapshot;
+  readonly changes: ChangeSet;
+  readonly diff: boolean;
+}): Promise<void> {
+  const { settings, io } = o;
+  // plan() renders only; the runner is there for --diff's reads, never for nft -f.
+  const proxier = new NftablesProxier({
+    nodeName: o.nodeName,
+    nodeIPs: [...o.nodeIPs],
+    families: [...o.families],
+    clusterCIDRs: [...settings.clusterCIDRs],
+    masqueradeAll: settings.masqueradeAll,
+    nodePortAddresses: expandNodePortAddresses(settings.nodePortAddresses, o.nodeIPs),
+    masqueradeBit: settings.masqueradeBit,
+    runner: o.runner,
+  });
+  try {
+    for (const family of o.families) {
+      const render = proxier.plan({ snapshot: o.snapshot, changes: o.changes }, family);
+      const table = `${nftFamily(family)} ${NFTABLES_TABLE}`;
+      if (!o.diff) {
+        io.stdout(
+          [
+            `# worknode proxy plan: mode nftables, node ${o.nodeName}, ${family}: table ${table}, ${render.stats.servicePorts} service ports, ${render.stats.endpoints} endpoints, ${render.stats.rulesWritten} rules, ${render.stats.elementsWritten} set and map elements`,
+            "# input of: nft -f - (one transaction; a full sync also deletes stale service chains and sets)",
+            "",
+          ].join("\n") + render.payload,
+        );
+        continue;
+      }
+      const current = parseNftTable(await listNftTable(o.runner, family));
+      const planned = parseNftTable(await canonicalizeNftInScratchNetns(o.runner, family, render.payload));
+      io.stdout(formatNftDiffs(diffNftTables(current, planned, table), family, `nft list table ${table}`));
+    }
+  } finally {
+    await proxier.close();
+  }
 }

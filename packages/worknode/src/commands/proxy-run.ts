@@ -128,8 +128,9 @@ function createSources(
 
 /**
  * Runs the proxy until `signal` aborts; resolves to the exit status (0). Fails with a
- * one-line error when no iptables family works, a server address cannot be bound, or
- * (API mode) the API server does not deliver its first lists in time.
+ * one-line error when no family of the proxy mode (iptables or nftables) works, a server
+ * address cannot be bound, or (API mode) the API server does not deliver its first lists
+ * in time.
  */
 export async function runProxy(o: RunProxyOptions): Promise<number> {
   const { logger, settings } = o;

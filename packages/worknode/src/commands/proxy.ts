@@ -1,5 +1,5 @@
 /**
- * `worknode proxy`: a drop-in for kube-proxy (iptables mode) with kube-proxy's flag
+ * `worknode proxy`: a drop-in for kube-proxy (iptables or nftables mode) with kube-proxy's flag
  * names and semantics, reading Services and EndpointSlices from an API server
  * (`--kubeconfig`) or from a local file (`--services-file`); `--cleanup` removes
  * its rules; `worknode proxy plan` shows the rules without applying them.
@@ -8,15 +8,15 @@
  */
 import { hostname } from "node:os";
 import { KubeConfig } from "@kubernetes/client-node";
-import { ConfigError, createLogger, describeError, KubeApiClient } from "@worknode/core";
-import { createCommandRunner } from "@worknode/proxy-iptables";
+import { ConfigError, createCommandRunner, createLogger, describeError, KubeApiClient } from "@worknode/core";
 import { CliUsageError, parseFlags, renderHelp } from "../flags.js";
 import type { CliIO, Command } from "../main.js";
-import { createIptablesBackend, type ProxyBackend } from "./proxy-backend.js";
+import { createProxyBackend, type ProxyBackend } from "./proxy-backend.js";
 import {
   checkLogLevel,
   type KubeProxyConfigFile,
   PROXY_FLAGS,
+  type ProxyMode,
   type ProxySettings,
   parseKubeProxyConfiguration,
   preprocessArgs,
@@ -30,12 +30,15 @@ import { DEFAULT_API_SYNC_TIMEOUT_MS, type ProxyReadyInfo, type ProxySource, run
 const COMMAND = "worknode proxy";
 const USAGE =
   "worknode proxy (--kubeconfig FILE | --services-file FILE) [flags]\n       worknode proxy plan --services-file FILE [--diff] [flags]";
-const SUMMARY = "Run the service proxy (kube-proxy's iptables mode) from an API server or a services file";
+const SUMMARY =
+  "Run the service proxy (kube-proxy's iptables or nftables mode) from an API server or a services file";
 
 /** What `worknode proxy` takes from the machine; every field has a real default. */
 export interface ProxyCommandDeps {
-  /** The backend (default: iptables on this host). */
-  readonly backend: ProxyBackend;
+  /** One backend for every mode (tests); when unset, {@link ProxyCommandDeps.backendFor} picks it. */
+  readonly backend?: ProxyBackend;
+  /** The backend of the selected `--proxy-mode` (default: that mode on this host). */
+  readonly backendFor: (mode: ProxyMode) => ProxyBackend;
   /** Runner of `plan --diff` (default: spawn on this host). */
   readonly planRunner: PlanDeps["runner"];
   /** The node's addresses (default: the host's interfaces). */
@@ -65,7 +68,8 @@ function loadKubeConfig(path: string, where: string): { kubeConfig: KubeConfig; 
 /** Creates the `proxy` command; the defaults talk to this host, tests replace them. */
 export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): Command {
   const deps: ProxyCommandDeps = {
-    backend: overrides.backend ?? createIptablesBackend(),
+    ...(overrides.backend ? { backend: overrides.backend } : {}),
+    backendFor: overrides.backendFor ?? ((mode) => createProxyBackend(mode)),
     planRunner: overrides.planRunner ?? createCommandRunner(),
     nodeIPs: overrides.nodeIPs ?? hostNodeIPs,
     hostname: overrides.hostname ?? hostname,
@@ -139,6 +143,7 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
             : {}),
       };
       const settings = resolveProxySettings(explicit, file?.settings, configPath);
+      const backend = deps.backend ?? deps.backendFor(settings.mode);
 
       const logger = createLogger({
         name: "worknode-proxy",
@@ -151,9 +156,15 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
           "the config file sets kube-proxy fields worknode does not implement; they are ignored",
         );
       }
+      if (settings.unusedFlags !== undefined) {
+        logger.warn(
+          { mode: settings.mode, flags: settings.unusedFlags },
+          "these flags do not apply to this proxy mode (as in kube-proxy); they are ignored",
+        );
+      }
 
       if (bool("cleanup") === true) {
-        const cleaned = await deps.backend.cleanup(logger);
+        const cleaned = await backend.cleanup(logger);
         logger.info({ families: cleaned }, "cleanup done");
         return 0;
       }
@@ -195,7 +206,7 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
         source,
         nodeName,
         nodeIPs: deps.nodeIPs(settings.primaryIP),
-        backend: deps.backend,
+        backend,
         logger,
         logLevel,
         signal: io.signal,

@@ -4,8 +4,10 @@
  *
  * @module
  */
-import type { IPFamily, StaleConntrack } from "@worknode/core";
-import type { CommandRunner } from "./command.js";
+
+import type { IPFamily } from "../net/ip.js";
+import type { StaleConntrack } from "../service/model.js";
+import type { CommandRunner } from "../util/command.js";
 
 /** One `conntrack -D` invocation. */
 export interface ConntrackDeletion {
