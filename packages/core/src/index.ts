@@ -11,6 +11,7 @@ export * from "./proxy/index.js";
 export * from "./service/index.js";
 export * from "./sources/index.js";
 export * from "./util/backoff.js";
+export * from "./util/base32.js";
 export * from "./util/clock.js";
 export * from "./util/command.js";
 export * from "./util/duration.js";

@@ -7,22 +7,18 @@
 import {
   type CommandRunner,
   Counter,
-  conntrackDeletions,
-  createCommandRunner,
   describeError,
-  flushConntrack,
   Gauge,
   type IPFamily,
   type Logger,
-  nodePortHealthBindAddresses,
   type Proxier,
+  type ProxierNodeOptions,
+  ProxierSupport,
   ProxySyncError,
   Registry,
-  ServiceHealthServer,
-  type ServiceHealthServerOptions,
+  type ServiceHealthServer,
   type SyncInput,
   type SyncStats,
-  silentLogger,
 } from "@worknode/core";
 
 import {
@@ -57,26 +53,12 @@ import {
 /** The sysctl localhost node ports need (kube-proxy sets it when they are enabled). */
 export const ROUTE_LOCALNET_SYSCTL = "net.ipv4.conf.all.route_localnet";
 
-/** Options of an {@link IptablesProxier}. */
-export interface IptablesProxierOptions {
-  /** This node's name (`--hostname-override`). */
-  readonly nodeName: string;
-  /** This node's addresses (for `--nodeport-addresses` and load-balancer source ranges). */
-  readonly nodeIPs?: readonly string[];
-  /** This node's zone, for topology hints. */
-  readonly zone?: string;
-  /** This node's labels (zone fallback for topology hints). */
-  readonly nodeLabels?: Readonly<Record<string, string>>;
-  /** Families programmed: `["IPv4"]` (default), `["IPv6"]` or both (iptables and ip6tables). */
-  readonly families?: readonly IPFamily[];
-  /** `--cluster-cidr`: pod CIDRs (one per family is used). */
-  readonly clusterCIDRs?: readonly string[];
-  /** `--masquerade-all`. */
-  readonly masqueradeAll?: boolean;
-  /** `--nodeport-addresses` CIDRs. */
-  readonly nodePortAddresses?: readonly string[];
-  /** `--iptables-masquerade-bit` (default 14). */
-  readonly masqueradeBit?: number;
+/**
+ * Options of an {@link IptablesProxier}: the node and kube-proxy's common settings
+ * (`masqueradeBit` is `--iptables-masquerade-bit`; `families` IPv4 uses iptables, IPv6
+ * ip6tables), and the iptables mode's own.
+ */
+export interface IptablesProxierOptions extends ProxierNodeOptions {
   /** `--random-fully` on the MASQUERADE rule (default true: every iptables since 1.6.2 has it). */
   readonly randomFully?: boolean;
   /** Leave out the INVALID-drop rule (`nf_conntrack_tcp_be_liberal` is set); default false. */
@@ -90,28 +72,11 @@ export interface IptablesProxierOptions {
   readonly localhostNodePorts?: boolean;
   /** Use the `iptables-legacy*` programs instead of the default (`iptables*`). */
   readonly legacy?: boolean;
-  /** Run every command inside this network namespace (ignored when `runner` is given). */
-  readonly netns?: string;
-  /** Command runner (default: spawn, optionally inside `netns`). */
-  readonly runner?: CommandRunner;
-  /** Delete stale UDP/SCTP conntrack entries after syncs with the `conntrack` tool (default true). */
-  readonly conntrack?: boolean;
   /**
    * Before a partial sync, check that the `KUBE-PROXY-CANARY` chain of the mangle table
    * still exists and sync fully when it does not (someone flushed the tables); default true.
    */
   readonly canaryCheck?: boolean;
-  /** Logger; default silent. */
-  readonly logger?: Logger;
-  /**
-   * Serve the health-check node ports of `externalTrafficPolicy: Local` LoadBalancer
-   * Services (kube-proxy's service health server), updated after every successful sync:
-   * either options for a server the proxier creates (and closes in {@link IptablesProxier.close}),
-   * or a {@link ServiceHealthServer} the caller owns. With options and no `bindAddresses`,
-   * the listeners bind the node IPs inside `nodePortAddresses` when those are set, as
-   * kube-proxy does, and every address otherwise. Unset: no health-check servers.
-   */
-  readonly healthCheck?: ServiceHealthServerOptions | ServiceHealthServer;
 }
 
 interface FamilyState {
@@ -141,10 +106,6 @@ const OWNED_CHAINS: Readonly<Record<Table, readonly string[]>> = {
   mangle: [KUBE_PROXY_CANARY],
 };
 
-function familyOf(ip: string): IPFamily {
-  return ip.includes(":") ? "IPv6" : "IPv4";
-}
-
 /**
  * The iptables service-proxy backend, a drop-in for kube-proxy's iptables mode.
  *
@@ -168,47 +129,21 @@ export class IptablesProxier implements Proxier {
   /** Backend metrics (kube-proxy's iptables metric names). */
   readonly metrics: Registry;
 
-  private readonly runner: CommandRunner;
+  private readonly support: ProxierSupport;
   private readonly clients: ReadonlyMap<IPFamily, IptablesClient>;
   private readonly state = new Map<IPFamily, FamilyState>();
   private readonly last = new Map<IPFamily, AppliedPayload>();
-  private readonly logger: Logger;
   private readonly rulesTotal: Gauge<"table" | "ip_family">;
   private readonly rulesLast: Gauge<"table" | "ip_family">;
   private readonly restoreFailures: Counter<"ip_family">;
   private readonly partialRestoreFailures: Counter<"ip_family">;
-  /** The health-check node port server, when {@link IptablesProxierOptions.healthCheck} is set. */
-  readonly serviceHealth: ServiceHealthServer | undefined;
-  private readonly ownsServiceHealth: boolean;
-  private nodeLabels: Readonly<Record<string, string>> | undefined;
 
   constructor(private readonly options: IptablesProxierOptions) {
-    this.nodeLabels = options.nodeLabels;
-    this.runner =
-      options.runner ?? createCommandRunner(options.netns !== undefined ? { netns: options.netns } : {});
-    const families = options.families ?? ["IPv4"];
+    this.support = new ProxierSupport(options);
     const clients = new Map<IPFamily, IptablesClient>();
-    for (const f of families)
-      clients.set(f, new IptablesClient(f, this.runner, { legacy: options.legacy ?? false }));
+    for (const f of this.support.families)
+      clients.set(f, new IptablesClient(f, this.support.runner, { legacy: options.legacy ?? false }));
     this.clients = clients;
-    this.logger = options.logger ?? silentLogger();
-    const hc = options.healthCheck;
-    if (hc instanceof ServiceHealthServer) {
-      this.serviceHealth = hc;
-      this.ownsServiceHealth = false;
-    } else if (hc !== undefined) {
-      const bindAddresses =
-        hc.bindAddresses ?? nodePortHealthBindAddresses(options.nodePortAddresses, options.nodeIPs);
-      this.serviceHealth = new ServiceHealthServer({
-        logger: this.logger,
-        ...hc,
-        ...(bindAddresses !== undefined ? { bindAddresses } : {}),
-      });
-      this.ownsServiceHealth = true;
-    } else {
-      this.serviceHealth = undefined;
-      this.ownsServiceHealth = false;
-    }
     this.metrics = new Registry();
     const registers = [this.metrics];
     this.rulesTotal = new Gauge({
@@ -237,6 +172,19 @@ export class IptablesProxier implements Proxier {
     });
   }
 
+  /** The health-check node port server, when {@link ProxierNodeOptions.healthCheck} is set. */
+  get serviceHealth(): ServiceHealthServer | undefined {
+    return this.support.serviceHealth;
+  }
+
+  private get runner(): CommandRunner {
+    return this.support.runner;
+  }
+
+  private get logger(): Logger {
+    return this.support.logger;
+  }
+
   /** The families this proxier programs. */
   get families(): readonly IPFamily[] {
     return [...this.clients.keys()];
@@ -250,7 +198,7 @@ export class IptablesProxier implements Proxier {
   /** The render options of one family. */
   renderOptions(family: IPFamily): RenderOptions {
     const o = this.options;
-    const clusterCIDR = o.clusterCIDRs?.find((c) => familyOf(c.split("/")[0] ?? "") === family);
+    const clusterCIDR = this.support.clusterCIDR(family);
     return {
       family,
       masqueradeAll: o.masqueradeAll ?? false,
@@ -277,25 +225,14 @@ export class IptablesProxier implements Proxier {
       changes: input.changes,
       full: true,
       ...(previousChains !== undefined ? { previousChains } : {}),
-      node: this.node(),
+      node: this.support.node(),
       options: this.renderOptions(family),
     });
   }
 
-  private node() {
-    const o = this.options;
-    const labels = this.nodeLabels;
-    return {
-      name: o.nodeName,
-      nodeIPs: o.nodeIPs ?? [],
-      ...(o.zone !== undefined ? { zone: o.zone } : {}),
-      ...(labels !== undefined ? { labels } : {}),
-    };
-  }
-
   /** The node labels the rules are rendered with (the option, or what {@link setNodeLabels} set). */
   get currentNodeLabels(): Readonly<Record<string, string>> | undefined {
-    return this.nodeLabels;
+    return this.support.nodeLabels;
   }
 
   /**
@@ -306,16 +243,8 @@ export class IptablesProxier implements Proxier {
    * @returns whether the labels changed
    */
   setNodeLabels(labels: Readonly<Record<string, string>> | undefined): boolean {
-    const a = this.nodeLabels ?? {};
-    const b = labels ?? {};
-    const same =
-      (this.nodeLabels === undefined) === (labels === undefined) &&
-      Object.keys(a).length === Object.keys(b).length &&
-      Object.keys(a).every((k) => a[k] === b[k]);
-    if (same) return false;
-    this.nodeLabels = labels === undefined ? undefined : { ...labels };
+    if (!this.support.setNodeLabels(labels)) return false;
     this.state.clear();
-    this.logger.info({ labels: this.nodeLabels }, "node labels changed: next sync is full");
     return true;
   }
 
@@ -330,15 +259,7 @@ export class IptablesProxier implements Proxier {
       endpoints += r.stats.endpoints;
       written += r.stats.natRules + r.stats.filterRules;
     }
-    if ((this.options.conntrack ?? true) && input.changes.staleConntrack.length > 0) {
-      const deletions = conntrackDeletions(input.changes.staleConntrack, this.families);
-      const result = await flushConntrack(this.runner, deletions);
-      for (const e of result.errors) this.logger.warn({ error: e }, "conntrack cleanup failed");
-    }
-    if (this.serviceHealth !== undefined) {
-      // Listeners that cannot be opened are logged by the server and retried next sync.
-      await this.serviceHealth.sync(input.snapshot);
-    }
+    await this.support.afterSync(input);
     return { servicePorts, endpoints, written };
   }
 
@@ -347,7 +268,7 @@ export class IptablesProxier implements Proxier {
    * (not a {@link ServiceHealthServer} passed in). The rules stay; see {@link cleanup}.
    */
   async close(): Promise<void> {
-    if (this.ownsServiceHealth) await this.serviceHealth?.close();
+    await this.support.close();
   }
 
   private async syncFamily(
@@ -385,7 +306,7 @@ export class IptablesProxier implements Proxier {
       changes: input.changes,
       full,
       previousChains,
-      node: this.node(),
+      node: this.support.node(),
       options: this.renderOptions(family),
     });
     const payload = render.filter + render.nat;

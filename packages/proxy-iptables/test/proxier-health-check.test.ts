@@ -1,10 +1,9 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type ServiceHealthListen, ServiceHealthServer } from "@worknode/core";
+import { commitAll, FakeCommandRunner, slice, svc } from "@worknode/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import { IptablesProxier } from "../src/proxier.js";
-import { FakeRunner } from "./helpers/fake-runner.js";
-import { commitAll, slice, svc } from "./helpers/objects.js";
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -50,7 +49,7 @@ describe("IptablesProxier health-check node ports", () => {
       endpoints: [{ ip: "10.0.0.5", node: "node-1" }],
     });
     const { tracker, snapshot, changes } = commitAll([lb], [local], "node-1");
-    const runner = new FakeRunner();
+    const runner = new FakeCommandRunner();
     const proxier = new IptablesProxier({
       nodeName: "node-1",
       runner,
@@ -107,7 +106,7 @@ describe("IptablesProxier health-check node ports", () => {
       nodeName: "node-1",
       nodeIPs: ["192.168.0.2", "10.1.0.2", "fd00::2"],
       nodePortAddresses: ["192.168.0.0/24", "fd00::/64"],
-      runner: new FakeRunner(),
+      runner: new FakeCommandRunner(),
       healthCheck: { listen },
     });
     proxiers.push(proxier);
@@ -120,7 +119,7 @@ describe("IptablesProxier health-check node ports", () => {
     const owned = new ServiceHealthServer({ listen });
     const withOwned = new IptablesProxier({
       nodeName: "node-1",
-      runner: new FakeRunner(),
+      runner: new FakeCommandRunner(),
       healthCheck: owned,
     });
     expect(withOwned.serviceHealth).toBe(owned);

@@ -1,23 +1,16 @@
 import { conntrackDeletions, endpointIPOf, ProxySyncError } from "@worknode/core";
+import { commitAll, FakeCommandRunner, fixtureService, fixtureSlice, slice, svc } from "@worknode/testing";
 import { describe, expect, it } from "vitest";
 import { JUMP_RULES, KUBELET_JUMP_RULES, parseRestoreErrorLine } from "../src/iptables.js";
 import { IptablesProxier } from "../src/proxier.js";
-import { FakeRunner } from "./helpers/fake-runner.js";
-import { commitAll, slice, svc } from "./helpers/objects.js";
 
 const p80 = [{ name: "p80", port: 80 }];
 
 function setup() {
-  const services = [
-    svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 }),
-    svc({ ns: "ns2", name: "svc2", clusterIP: "172.30.0.42", ports: p80 }),
-  ];
-  const slices = [
-    slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] }),
-    slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.2" }] }),
-  ];
+  const services = [fixtureService(1), fixtureService(2)];
+  const slices = [fixtureSlice(1, ["10.180.0.1"]), fixtureSlice(2, ["10.180.0.2"])];
   const c = commitAll(services, slices);
-  const runner = new FakeRunner();
+  const runner = new FakeCommandRunner();
   const proxier = new IptablesProxier({ nodeName: "test-node", runner, clusterCIDRs: ["10.0.0.0/8"] });
   return { ...c, slices, runner, proxier };
 }
@@ -76,10 +69,7 @@ describe("IptablesProxier", () => {
     const { snapshot, changes, tracker, slices, runner, proxier } = setup();
     await proxier.sync({ snapshot, changes, full: true });
     runner.reset();
-    tracker.endpointSliceHandler.onUpdate!(
-      slices[1]!,
-      slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.3" }] }),
-    );
+    tracker.endpointSliceHandler.onUpdate!(slices[1]!, fixtureSlice(2, ["10.180.0.3"]));
     const next = tracker.commit();
     await proxier.sync({ snapshot: next.snapshot, changes: next.changes, full: false });
     expect(runner.of("iptables").map((c) => c.args.join(" "))).toEqual([
@@ -139,7 +129,7 @@ describe("IptablesProxier", () => {
       [svc({ ns: "ns1", name: "svc1", clusterIP: ["172.30.0.41", "fd00:30::41"], ports: p80 })],
       [slice({ ns: "ns1", service: "svc1", ipv6: true, ports: p80, endpoints: [{ ip: "fd00:10::1" }] })],
     );
-    const runner = new FakeRunner();
+    const runner = new FakeCommandRunner();
     const proxier = new IptablesProxier({ nodeName: "n", runner, families: ["IPv4", "IPv6"] });
     await proxier.sync({ snapshot: c.snapshot, changes: c.changes, full: true });
     expect(runner.of("ip6tables-restore")).toHaveLength(1);
@@ -149,7 +139,7 @@ describe("IptablesProxier", () => {
   });
 
   it("cleanup deletes the jump rules and every owned chain, and nothing else", async () => {
-    const runner = new FakeRunner();
+    const runner = new FakeCommandRunner();
     const proxier = new IptablesProxier({ nodeName: "n", runner });
     const deleted = new Set<string>();
     runner.respond = (c) => {
@@ -178,7 +168,7 @@ describe("IptablesProxier", () => {
 
   it("cleanup removes KUBE-FIREWALL, unless the kubelet's canary shows a kubelet shares it", async () => {
     for (const kubelet of [false, true]) {
-      const runner = new FakeRunner();
+      const runner = new FakeCommandRunner();
       const proxier = new IptablesProxier({ nodeName: "n", runner });
       runner.respond = (c) => {
         if (c.command === "iptables" && c.args.includes("-D")) return { code: 1 };
@@ -212,7 +202,7 @@ describe("IptablesProxier", () => {
       { nodePortAddresses: ["192.168.0.0/16"], nodeIPs: ["192.168.0.2"], families: ["IPv4"] as const },
     ]) {
       const { snapshot, changes } = setup();
-      const runner = new FakeRunner();
+      const runner = new FakeCommandRunner();
       const proxier = new IptablesProxier({ nodeName: "n", runner, ...options });
       await proxier.sync({ snapshot, changes, full: true });
       expect(runner.of("sysctl")).toEqual([]);

@@ -1,31 +1,26 @@
 import type { EndpointSlice, Service } from "@worknode/core";
+import {
+  commitAll,
+  fixtureService,
+  fixtureSlice,
+  goldenFiles,
+  svc,
+  threeServices as threeServiceFixture,
+} from "@worknode/testing";
 import { describe, expect, it } from "vitest";
 import { makeCluster, makeEndpointSlice, makeService } from "../../core/test/fixtures/services.js";
 import { type RenderOptions, renderRules } from "../src/render/render.js";
-import { expectGolden } from "./helpers/golden.js";
-import { commitAll, slice, svc } from "./helpers/objects.js";
+
+const expectGolden = goldenFiles(new URL("./golden/", import.meta.url), expect);
 
 const node = { name: "test-node", nodeIPs: ["192.168.0.2"] };
 const v4: RenderOptions = { family: "IPv4", clusterCIDR: "10.0.0.0/8", masqueradeAll: false };
 const p80 = [{ name: "p80", port: 80 }];
 
+/** The three services of `threeServices`, committed. */
 function threeServices() {
-  const services = [
-    svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 }),
-    svc({ ns: "ns2", name: "svc2", clusterIP: "172.30.0.42", ports: p80 }),
-    svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80 }),
-  ];
-  const slices = [
-    slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] }),
-    slice({
-      ns: "ns2",
-      service: "svc2",
-      ports: p80,
-      endpoints: [{ ip: "10.180.0.2" }, { ip: "10.180.0.22" }],
-    }),
-    slice({ ns: "ns3", service: "svc3", ports: p80, endpoints: [{ ip: "10.180.0.3" }] }),
-  ];
-  return { services, slices, ...commitAll(services, slices) };
+  const f = threeServiceFixture();
+  return { ...f, ...commitAll(f.services, f.slices) };
 }
 
 const declared = (payload: string) =>
@@ -41,15 +36,7 @@ describe("partial renders", () => {
     expect(first.stats.servicePortsWritten).toBe(3);
 
     const oldSlice = slices[1]!;
-    tracker.endpointSliceHandler.onUpdate!(
-      oldSlice,
-      slice({
-        ns: "ns2",
-        service: "svc2",
-        ports: p80,
-        endpoints: [{ ip: "10.180.0.2" }, { ip: "10.180.0.23" }],
-      }),
-    );
+    tracker.endpointSliceHandler.onUpdate!(oldSlice, fixtureSlice(2, ["10.180.0.2", "10.180.0.23"]));
     const next = tracker.commit();
     const partial = renderRules({
       snapshot: next.snapshot,
@@ -244,10 +231,7 @@ describe("incremental partial renders", () => {
   it("start from the earlier render's state: only the listed service ports are planned again", () => {
     const { slices, tracker, snapshot, changes } = threeServices();
     const first = renderRules({ snapshot, changes, full: true, node, options: v4 });
-    tracker.endpointSliceHandler.onUpdate!(
-      slices[1]!,
-      slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.99" }] }),
-    );
+    tracker.endpointSliceHandler.onUpdate!(slices[1]!, fixtureSlice(2, ["10.180.0.99"]));
     const next = tracker.commit();
     const none = { ...next.changes, changedServicePorts: new Set<string>() };
     // The change set is trusted (it is what changed since `first`): with nothing listed,
@@ -320,17 +304,12 @@ describe("full renders", () => {
 
   it("falls back to serving terminating endpoints when none is ready", () => {
     const c = commitAll(
-      [svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 })],
+      [fixtureService(1)],
       [
-        slice({
-          ns: "ns1",
-          service: "svc1",
-          ports: p80,
-          endpoints: [
-            { ip: "10.180.0.1", ready: false, serving: true, terminating: true },
-            { ip: "10.180.0.2", ready: false, serving: false, terminating: true },
-          ],
-        }),
+        fixtureSlice(1, [
+          { ip: "10.180.0.1", ready: false, serving: true, terminating: true },
+          { ip: "10.180.0.2", ready: false, serving: false, terminating: true },
+        ]),
       ],
     );
     const r = renderRules({ snapshot: c.snapshot, changes: c.changes, full: true, node, options: v4 });
@@ -340,10 +319,7 @@ describe("full renders", () => {
   });
 
   it("rejects a service whose endpoints are all unready and not serving", () => {
-    const c = commitAll(
-      [svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 })],
-      [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1", ready: false }] })],
-    );
+    const c = commitAll([fixtureService(1)], [fixtureSlice(1, [{ ip: "10.180.0.1", ready: false }])]);
     const r = renderRules({ snapshot: c.snapshot, changes: c.changes, full: true, node, options: v4 });
     expect(r.filter).toContain(
       '-A KUBE-SERVICES -m comment --comment "ns1/svc1:p80 has no endpoints" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j REJECT',

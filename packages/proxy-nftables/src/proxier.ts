@@ -5,72 +5,32 @@
  * @module
  */
 import {
-  type CommandRunner,
   Counter,
-  conntrackDeletions,
-  createCommandRunner,
   describeError,
-  flushConntrack,
   Gauge,
   type IPFamily,
   type Logger,
-  nodePortHealthBindAddresses,
   type Proxier,
+  type ProxierNodeOptions,
+  ProxierSupport,
   ProxySyncError,
   Registry,
-  ServiceHealthServer,
-  type ServiceHealthServerOptions,
+  type ServiceHealthServer,
   type SyncInput,
   type SyncStats,
-  sameLabels,
-  silentLogger,
 } from "@worknode/core";
 import { NFTABLES_TABLE, nftFamily } from "./render/names.js";
 import {
-  type NftRenderNode,
   type NftRenderOptions,
   type NftRenderResult,
   type NftRenderState,
   renderNftables,
 } from "./render/render.js";
 
-/** Options of an {@link NftablesProxier}. */
-export interface NftablesProxierOptions {
-  /** This node's name (`--hostname-override`). */
-  readonly nodeName: string;
-  /** This node's addresses (`--nodeport-addresses`, load-balancer source ranges). */
-  readonly nodeIPs?: readonly string[];
-  /** This node's zone, for topology hints. */
-  readonly zone?: string;
-  /** This node's labels (zone fallback for topology hints). */
-  readonly nodeLabels?: Readonly<Record<string, string>>;
-  /** Families programmed: `["IPv4"]` (default), `["IPv6"]` or both (`ip` and `ip6` tables). */
-  readonly families?: readonly IPFamily[];
-  /** `--cluster-cidr`: pod CIDRs (one per family is used). */
-  readonly clusterCIDRs?: readonly string[];
-  /** `--masquerade-all`. */
-  readonly masqueradeAll?: boolean;
-  /** `--nodeport-addresses` CIDRs. */
-  readonly nodePortAddresses?: readonly string[];
-  /** Masquerade mark bit (default 14: mark 0x4000). */
-  readonly masqueradeBit?: number;
+/** Options of an {@link NftablesProxier}: the node and kube-proxy's common settings, and the table name. */
+export interface NftablesProxierOptions extends ProxierNodeOptions {
   /** Table name in both families (default `kube-proxy`). */
   readonly table?: string;
-  /** Run every command inside this network namespace (ignored when `runner` is given). */
-  readonly netns?: string;
-  /** Command runner (default: spawn, optionally inside `netns`). */
-  readonly runner?: CommandRunner;
-  /** Delete stale UDP/SCTP conntrack entries after syncs with the `conntrack` tool (default true). */
-  readonly conntrack?: boolean;
-  /** Logger; default silent. */
-  readonly logger?: Logger;
-  /**
-   * Serve the health-check node ports of `externalTrafficPolicy: Local` LoadBalancer
-   * Services, updated after every successful sync: options for a server the proxier
-   * creates (and closes in {@link NftablesProxier.close}), or a {@link ServiceHealthServer}
-   * the caller owns. Unset: no health-check servers.
-   */
-  readonly healthCheck?: ServiceHealthServerOptions | ServiceHealthServer;
 }
 
 /** What one family's last sync sent to `nft`. */
@@ -86,10 +46,6 @@ export interface NftAppliedPayload {
 export function parseNftErrorLine(stderr: string): number | undefined {
   const m = /(?:stdin|-):(\d+):\d+/.exec(stderr);
   return m !== null ? Number(m[1]) : undefined;
-}
-
-function familyOf(ip: string): IPFamily {
-  return ip.includes(":") ? "IPv6" : "IPv4";
 }
 
 /**
@@ -111,44 +67,16 @@ export class NftablesProxier implements Proxier {
   readonly mode = "nftables";
   /** Backend metrics. */
   readonly metrics: Registry;
-  /** The health-check node port server, when {@link NftablesProxierOptions.healthCheck} is set. */
-  readonly serviceHealth: ServiceHealthServer | undefined;
-
-  private readonly runner: CommandRunner;
-  private readonly familyList: readonly IPFamily[];
+  private readonly support: ProxierSupport;
   private readonly state = new Map<IPFamily, NftRenderState>();
   private readonly last = new Map<IPFamily, NftAppliedPayload>();
-  private readonly logger: Logger;
-  private readonly ownsServiceHealth: boolean;
   private readonly syncFailures: Counter<"ip_family">;
   private readonly cleanupFailures: Counter;
   private readonly elementsGauge: Gauge<"ip_family">;
   private readonly chainsGauge: Gauge<"ip_family">;
-  private nodeLabels: Readonly<Record<string, string>> | undefined;
 
   constructor(private readonly options: NftablesProxierOptions) {
-    this.nodeLabels = options.nodeLabels;
-    this.runner =
-      options.runner ?? createCommandRunner(options.netns !== undefined ? { netns: options.netns } : {});
-    this.familyList = options.families ?? ["IPv4"];
-    this.logger = options.logger ?? silentLogger();
-    const hc = options.healthCheck;
-    if (hc instanceof ServiceHealthServer) {
-      this.serviceHealth = hc;
-      this.ownsServiceHealth = false;
-    } else if (hc !== undefined) {
-      const bindAddresses =
-        hc.bindAddresses ?? nodePortHealthBindAddresses(options.nodePortAddresses, options.nodeIPs);
-      this.serviceHealth = new ServiceHealthServer({
-        logger: this.logger,
-        ...hc,
-        ...(bindAddresses !== undefined ? { bindAddresses } : {}),
-      });
-      this.ownsServiceHealth = true;
-    } else {
-      this.serviceHealth = undefined;
-      this.ownsServiceHealth = false;
-    }
+    this.support = new ProxierSupport(options);
     this.metrics = new Registry();
     const registers = [this.metrics];
     this.syncFailures = new Counter({
@@ -178,7 +106,16 @@ export class NftablesProxier implements Proxier {
 
   /** The families this proxier programs. */
   get families(): readonly IPFamily[] {
-    return this.familyList;
+    return this.support.families;
+  }
+
+  /** The health-check node port server, when {@link ProxierNodeOptions.healthCheck} is set. */
+  get serviceHealth(): ServiceHealthServer | undefined {
+    return this.support.serviceHealth;
+  }
+
+  private get logger(): Logger {
+    return this.support.logger;
   }
 
   /** What the last sync of `family` sent to `nft` (whether or not it succeeded). */
@@ -189,7 +126,7 @@ export class NftablesProxier implements Proxier {
   /** The render options of one family. */
   renderOptions(family: IPFamily): NftRenderOptions {
     const o = this.options;
-    const clusterCIDR = o.clusterCIDRs?.find((c) => familyOf(c.split("/")[0] ?? "") === family);
+    const clusterCIDR = this.support.clusterCIDR(family);
     return {
       family,
       masqueradeAll: o.masqueradeAll ?? false,
@@ -200,31 +137,20 @@ export class NftablesProxier implements Proxier {
     };
   }
 
-  private node(): NftRenderNode {
-    const o = this.options;
-    const labels = this.nodeLabels;
-    return {
-      name: o.nodeName,
-      nodeIPs: o.nodeIPs ?? [],
-      ...(o.zone !== undefined ? { zone: o.zone } : {}),
-      ...(labels !== undefined ? { labels } : {}),
-    };
-  }
-
   /** Renders what a full sync of `family` would write, without touching the node (`worknode proxy plan`). */
   plan(input: Pick<SyncInput, "snapshot" | "changes">, family: IPFamily = "IPv4"): NftRenderResult {
     return renderNftables({
       snapshot: input.snapshot,
       changes: input.changes,
       full: true,
-      node: this.node(),
+      node: this.support.node(),
       options: this.renderOptions(family),
     });
   }
 
   /** The node labels the rules are rendered with. */
   get currentNodeLabels(): Readonly<Record<string, string>> | undefined {
-    return this.nodeLabels;
+    return this.support.nodeLabels;
   }
 
   /**
@@ -233,14 +159,8 @@ export class NftablesProxier implements Proxier {
    * @returns whether the labels changed
    */
   setNodeLabels(labels: Readonly<Record<string, string>> | undefined): boolean {
-    if (
-      (this.nodeLabels === undefined) === (labels === undefined) &&
-      sameLabels(this.nodeLabels ?? {}, labels ?? {})
-    )
-      return false;
-    this.nodeLabels = labels === undefined ? undefined : { ...labels };
+    if (!this.support.setNodeLabels(labels)) return false;
     this.state.clear();
-    this.logger.info({ labels: this.nodeLabels }, "node labels changed: next sync is full");
     return true;
   }
 
@@ -249,18 +169,13 @@ export class NftablesProxier implements Proxier {
     let servicePorts = 0;
     let endpoints = 0;
     let written = 0;
-    for (const family of this.familyList) {
+    for (const family of this.support.families) {
       const r = await this.syncFamily(family, input);
       servicePorts += r.stats.servicePorts;
       endpoints += r.stats.endpoints;
       written += r.stats.rulesWritten + r.stats.elementsWritten;
     }
-    if ((this.options.conntrack ?? true) && input.changes.staleConntrack.length > 0) {
-      const deletions = conntrackDeletions(input.changes.staleConntrack, this.familyList);
-      const result = await flushConntrack(this.runner, deletions);
-      for (const e of result.errors) this.logger.warn({ error: e }, "conntrack cleanup failed");
-    }
-    if (this.serviceHealth !== undefined) await this.serviceHealth.sync(input.snapshot);
+    await this.support.afterSync(input);
     return { servicePorts, endpoints, written };
   }
 
@@ -274,13 +189,13 @@ export class NftablesProxier implements Proxier {
       changes: input.changes,
       full,
       ...(previous !== undefined ? { previous } : {}),
-      node: this.node(),
+      node: this.support.node(),
       options: this.renderOptions(family),
     });
     const payload = render.payload;
     this.last.set(family, { family, full: render.stats.full, payload, render });
     if (payload !== "") {
-      const out = await this.runner.exec("nft", ["-f", "-"], payload);
+      const out = await this.support.runner.exec("nft", ["-f", "-"], payload);
       if (out.code !== 0) {
         this.syncFailures.inc({ ip_family: family });
         const lineNo = parseNftErrorLine(out.stderr);
@@ -309,7 +224,7 @@ export class NftablesProxier implements Proxier {
    * (not a {@link ServiceHealthServer} passed in). The rules stay; see {@link cleanup}.
    */
   async close(): Promise<void> {
-    if (this.ownsServiceHealth) await this.serviceHealth?.close();
+    await this.support.close();
   }
 
   /**
@@ -325,7 +240,7 @@ export class NftablesProxier implements Proxier {
       const t = `${nftFamily(family)} ${table}`;
       // `add` first, so that deleting a table that is not there is not an error.
       try {
-        const out = await this.runner.exec("nft", ["-f", "-"], `add table ${t}\ndelete table ${t}\n`);
+        const out = await this.support.runner.exec("nft", ["-f", "-"], `add table ${t}\ndelete table ${t}\n`);
         if (out.code !== 0) errors.push(`${family}: ${out.stderr.trim()}`);
       } catch (err) {
         errors.push(`${family}: ${describeError(err)}`);

@@ -1,30 +1,25 @@
 import { ProxySyncError } from "@worknode/core";
-import { commitAll, slice, svc } from "@worknode/testing";
+import {
+  commitAll,
+  FakeCommandRunner,
+  fixtureService,
+  fixtureSlice,
+  fixtureSliceV6,
+  slice,
+  svc,
+} from "@worknode/testing";
 import { describe, expect, it } from "vitest";
 import { NftablesProxier, parseNftErrorLine } from "../src/index.js";
-import { FakeRunner } from "./helpers/fake-runner.js";
-
-const p80 = [{ name: "p80", port: 80 }];
 
 function setup(opts: { families?: ("IPv4" | "IPv6")[] } = {}) {
-  const services = [
-    svc({ ns: "ns1", name: "svc1", clusterIP: ["172.30.0.41", "fd00:30::41"], ports: p80 }),
-    svc({ ns: "ns2", name: "svc2", clusterIP: "172.30.0.42", ports: p80 }),
-  ];
+  const services = [fixtureService(1, { clusterIP: ["172.30.0.41", "fd00:30::41"] }), fixtureService(2)];
   const slices = [
-    slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] }),
-    slice({
-      ns: "ns1",
-      service: "svc1",
-      name: "svc1-v6",
-      ipv6: true,
-      ports: p80,
-      endpoints: [{ ip: "fd00:10::1" }],
-    }),
-    slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.2" }] }),
+    fixtureSlice(1, ["10.180.0.1"]),
+    fixtureSliceV6(1, ["fd00:10::1"]),
+    fixtureSlice(2, ["10.180.0.2"]),
   ];
   const c = commitAll(services, slices);
-  const runner = new FakeRunner();
+  const runner = new FakeCommandRunner();
   const proxier = new NftablesProxier({
     nodeName: "test-node",
     nodeIPs: ["192.168.0.2", "2001:db8::1"],
@@ -68,10 +63,7 @@ describe("NftablesProxier", () => {
     expect(proxier.lastApplied("IPv6")).toBeUndefined();
 
     runner.reset();
-    tracker.endpointSliceHandler.onUpdate!(
-      slices[2]!,
-      slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.22" }] }),
-    );
+    tracker.endpointSliceHandler.onUpdate!(slices[2]!, fixtureSlice(2, ["10.180.0.22"]));
     const next = tracker.commit();
     await proxier.sync({ snapshot: next.snapshot, changes: next.changes, full: false });
     expect(runner.calls).toHaveLength(1);
@@ -109,10 +101,7 @@ describe("NftablesProxier", () => {
   it("a failing nft: ProxySyncError with the failing payload line; the next sync is full", async () => {
     const { snapshot, changes, tracker, slices, runner, proxier } = setup();
     await proxier.sync({ snapshot, changes, full: false });
-    tracker.endpointSliceHandler.onUpdate!(
-      slices[2]!,
-      slice({ ns: "ns2", service: "svc2", ports: p80, endpoints: [{ ip: "10.180.0.22" }] }),
-    );
+    tracker.endpointSliceHandler.onUpdate!(slices[2]!, fixtureSlice(2, ["10.180.0.22"]));
     const next = tracker.commit();
     runner.respond = (c) =>
       c.command === "nft"
@@ -217,7 +206,7 @@ describe("NftablesProxier", () => {
       endpoints: [{ ip: "10.180.0.53" }, { ip: "10.180.0.54" }],
     });
     const c = commitAll([s], [sl]);
-    const runner = new FakeRunner();
+    const runner = new FakeCommandRunner();
     const proxier = new NftablesProxier({ nodeName: "test-node", runner });
     await proxier.sync({ snapshot: c.snapshot, changes: c.changes, full: false });
     runner.reset();
@@ -259,7 +248,7 @@ describe("NftablesProxier", () => {
     const dns = [{ name: "dns", port: 53, protocol: "UDP" as const }];
     const s = svc({ ns: "kube-system", name: "dns", clusterIP: "172.30.0.10", ports: dns });
     const c = commitAll([s], []);
-    const runner = new FakeRunner();
+    const runner = new FakeCommandRunner();
     const proxier = new NftablesProxier({ nodeName: "test-node", runner });
     await proxier.sync({ snapshot: c.snapshot, changes: c.changes, full: false });
     c.tracker.serviceHandler.onDelete!(s);

@@ -1,5 +1,16 @@
 import type { EndpointSlice, Service } from "@worknode/core";
-import { commitAll, slice, svc } from "@worknode/testing";
+import {
+  commitAll,
+  fixtureLoadBalancer,
+  fixtureNodePort,
+  fixtureService,
+  fixtureSlice,
+  fixtureSliceV6,
+  localLoadBalancer,
+  slice,
+  svc,
+  threeServices,
+} from "@worknode/testing";
 import { describe, expect, it } from "vitest";
 import {
   hashAndTruncate,
@@ -103,7 +114,7 @@ describe("full renders", () => {
   it("ClusterIP with endpoints: service-ips goto service-…, numgen picks each endpoint with 1/n", () => {
     const ips = ["10.180.0.1", "10.180.0.2", "10.180.0.3", "10.180.0.4", "10.180.0.5"];
     const { r } = full(
-      [svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 })],
+      [fixtureService(1)],
       [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: ips.map((ip) => ({ ip })) })],
     );
     const c = chains("ns1", "svc1");
@@ -143,29 +154,14 @@ describe("full renders", () => {
   });
 
   it("one endpoint: a plain dnat rule", () => {
-    const { r } = full(
-      [svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 })],
-      [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] })],
-    );
+    const { r } = full([fixtureService(1)], [fixtureSlice(1, ["10.180.0.1"])]);
     expect(rules(r.payload, chains("ns1", "svc1").cluster).slice(1)).toEqual([
       "meta l4proto tcp dnat to 10.180.0.1:80",
     ]);
   });
 
   it("no endpoints: no-endpoint-services goto reject-chain, node ports and external IPs too, no chains", () => {
-    const { r } = full(
-      [
-        svc({
-          ns: "ns9",
-          name: "svc9",
-          type: "NodePort",
-          clusterIP: "172.30.0.49",
-          ports: [{ name: "p80", port: 80, nodePort: 3009 }],
-          externalIPs: ["192.168.99.33"],
-        }),
-      ],
-      [],
-    );
+    const { r } = full([fixtureNodePort(9, 3009, { externalIPs: ["192.168.99.33"] })], []);
     expect(elements(r.payload, "no-endpoint-services")).toEqual([
       "172.30.0.49 . tcp . 80 : goto reject-chain",
       "192.168.99.33 . tcp . 80 : goto reject-chain",
@@ -180,27 +176,19 @@ describe("full renders", () => {
   });
 
   it("not-ready endpoints are not used; serving-terminating ones are the fallback", () => {
-    const s = svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 });
+    const s = fixtureService(1);
     const c = chains("ns1", "svc1");
-    const notReady = full(
-      [s],
-      [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1", ready: false }] })],
-    ).r;
+    const notReady = full([s], [fixtureSlice(1, [{ ip: "10.180.0.1", ready: false }])]).r;
     expect(elements(notReady.payload, "no-endpoint-services")).toEqual([
       "172.30.0.41 . tcp . 80 : goto reject-chain",
     ]);
     const terminating = full(
       [s],
       [
-        slice({
-          ns: "ns1",
-          service: "svc1",
-          ports: p80,
-          endpoints: [
-            { ip: "10.180.0.1", ready: false, serving: true, terminating: true },
-            { ip: "10.180.0.2", ready: false, serving: false, terminating: true },
-          ],
-        }),
+        fixtureSlice(1, [
+          { ip: "10.180.0.1", ready: false, serving: true, terminating: true },
+          { ip: "10.180.0.2", ready: false, serving: false, terminating: true },
+        ]),
       ],
     ).r;
     expect(elements(terminating.payload, "service-ips")).toEqual([
@@ -211,44 +199,15 @@ describe("full renders", () => {
     ]);
     const mixed = full(
       [s],
-      [
-        slice({
-          ns: "ns1",
-          service: "svc1",
-          ports: p80,
-          endpoints: [
-            { ip: "10.180.0.1", ready: false, serving: true, terminating: true },
-            { ip: "10.180.0.3" },
-          ],
-        }),
-      ],
+      [fixtureSlice(1, [{ ip: "10.180.0.1", ready: false, serving: true, terminating: true }, "10.180.0.3"])],
     ).r;
     expect(rules(mixed.payload, c.cluster).slice(1)).toEqual(["meta l4proto tcp dnat to 10.180.0.3:80"]);
   });
 
   it("externalTrafficPolicy Local without local endpoints: drop external IPs, LB IPs and node port; ClusterIP works", () => {
     const { r } = full(
-      [
-        svc({
-          ns: "ns2",
-          name: "svc2",
-          type: "LoadBalancer",
-          clusterIP: "172.30.0.42",
-          ports: [{ name: "p80", port: 80, nodePort: 3001 }],
-          externalIPs: ["192.168.99.22"],
-          lbIPs: ["1.2.3.4"],
-          etp: "Local",
-          healthCheckNodePort: 30000,
-        }),
-      ],
-      [
-        slice({
-          ns: "ns2",
-          service: "svc2",
-          ports: p80,
-          endpoints: [{ ip: "10.180.0.2", node: "other-node" }],
-        }),
-      ],
+      [localLoadBalancer({ externalIPs: ["192.168.99.22"], healthCheckNodePort: 30000 })],
+      [fixtureSlice(2, [{ ip: "10.180.0.2", node: "other-node" }])],
     );
     const c = chains("ns2", "svc2");
     expect(elements(r.payload, "no-endpoint-services")).toEqual([
@@ -274,27 +233,12 @@ describe("full renders", () => {
 
   it("externalTrafficPolicy Local with a local endpoint: external chain goes to the local chain", () => {
     const { r } = full(
+      [localLoadBalancer()],
       [
-        svc({
-          ns: "ns2",
-          name: "svc2",
-          type: "LoadBalancer",
-          clusterIP: "172.30.0.42",
-          ports: [{ name: "p80", port: 80, nodePort: 3001 }],
-          lbIPs: ["1.2.3.4"],
-          etp: "Local",
-        }),
-      ],
-      [
-        slice({
-          ns: "ns2",
-          service: "svc2",
-          ports: p80,
-          endpoints: [
-            { ip: "10.180.0.2", node: "other-node" },
-            { ip: "10.180.0.3", node: "test-node" },
-          ],
-        }),
+        fixtureSlice(2, [
+          { ip: "10.180.0.2", node: "other-node" },
+          { ip: "10.180.0.3", node: "test-node" },
+        ]),
       ],
     );
     const c = chains("ns2", "svc2");
@@ -311,23 +255,8 @@ describe("full renders", () => {
 
   it("externalTrafficPolicy Cluster: the external chain masquerades, then the cluster chain", () => {
     const { r } = full(
-      [
-        svc({
-          ns: "ns3",
-          name: "svc3",
-          type: "NodePort",
-          clusterIP: "172.30.0.43",
-          ports: [{ name: "p80", port: 80, nodePort: 3003 }],
-        }),
-      ],
-      [
-        slice({
-          ns: "ns3",
-          service: "svc3",
-          ports: p80,
-          endpoints: [{ ip: "10.180.0.3", node: "other-node" }],
-        }),
-      ],
+      [fixtureNodePort(3, 3003)],
+      [fixtureSlice(3, [{ ip: "10.180.0.3", node: "other-node" }])],
     );
     const c = chains("ns3", "svc3");
     expect(rules(r.payload, c.external)).toEqual(["jump mark-for-masquerade", `goto ${c.cluster}`]);
@@ -338,34 +267,19 @@ describe("full renders", () => {
   });
 
   it("internalTrafficPolicy Local: drop without a local endpoint, local chain with one", () => {
-    const s = svc({ ns: "ns8", name: "svc8", clusterIP: "172.30.0.48", ports: p80, itp: "Local" });
+    const s = fixtureService(8, { itp: "Local" });
     const c = chains("ns8", "svc8");
-    const none = full(
-      [s],
-      [
-        slice({
-          ns: "ns8",
-          service: "svc8",
-          ports: p80,
-          endpoints: [{ ip: "10.180.0.8", node: "other-node" }],
-        }),
-      ],
-    ).r;
+    const none = full([s], [fixtureSlice(8, [{ ip: "10.180.0.8", node: "other-node" }])]).r;
     expect(elements(none.payload, "no-endpoint-services")).toEqual(["172.30.0.48 . tcp . 80 : drop"]);
     expect(elements(none.payload, "service-ips")).toEqual([]);
     expect(none.chainsWritten).toEqual([]);
     const local = full(
       [s],
       [
-        slice({
-          ns: "ns8",
-          service: "svc8",
-          ports: p80,
-          endpoints: [
-            { ip: "10.180.0.8", node: "other-node" },
-            { ip: "10.180.0.9", node: "test-node" },
-          ],
-        }),
+        fixtureSlice(8, [
+          { ip: "10.180.0.8", node: "other-node" },
+          { ip: "10.180.0.9", node: "test-node" },
+        ]),
       ],
     ).r;
     expect(elements(local.payload, "service-ips")).toEqual([`172.30.0.48 . tcp . 80 : goto ${c.local}`]);
@@ -380,18 +294,13 @@ describe("full renders", () => {
   const lb = (sourceRanges: string[] | undefined, endpoints = true) =>
     full(
       [
-        svc({
-          ns: "ns5",
-          name: "svc5",
-          type: "LoadBalancer",
-          clusterIP: "172.30.0.45",
-          ports: [{ name: "p80", port: 80, nodePort: 3002 }],
+        fixtureLoadBalancer(5, 3002, {
           externalIPs: ["192.168.99.55"],
           lbIPs: ["5.6.7.8", "fd00:99::8"],
           ...(sourceRanges !== undefined ? { sourceRanges } : {}),
         }),
       ],
-      endpoints ? [slice({ ns: "ns5", service: "svc5", ports: p80, endpoints: [{ ip: "10.180.0.5" }] })] : [],
+      endpoints ? [fixtureSlice(5, ["10.180.0.5"])] : [],
     ).r;
 
   it("loadBalancerSourceRanges: firewall chain and firewall-ips element for the LB IPs only", () => {
@@ -420,15 +329,8 @@ describe("full renders", () => {
 
   it("ClientIP affinity: one dynamic set per endpoint, sticky rules first, then the numgen rules updating them", () => {
     const { r } = full(
-      [svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80, affinity: 10800 })],
-      [
-        slice({
-          ns: "ns3",
-          service: "svc3",
-          ports: p80,
-          endpoints: [{ ip: "10.180.0.1" }, { ip: "10.180.0.2" }],
-        }),
-      ],
+      [fixtureService(3, { affinity: 10800 })],
+      [fixtureSlice(3, ["10.180.0.1", "10.180.0.2"])],
     );
     const set1 = `affinity-${expectedHashAndTruncate("ns3/svc3/tcp/p80__10.180.0.1/80")}`;
     const set2 = `affinity-${expectedHashAndTruncate("ns3/svc3/tcp/p80__10.180.0.2/80")}`;
@@ -448,10 +350,7 @@ describe("full renders", () => {
   });
 
   it("masqueradeAll, clusterCIDR, neither", () => {
-    const input = [
-      [svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 })],
-      [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] })],
-    ] as const;
+    const input = [[fixtureService(1)], [fixtureSlice(1, ["10.180.0.1"])]] as const;
     const c = chains("ns1", "svc1").cluster;
     const all = full([...input[0]], [...input[1]], { ...v4, masqueradeAll: true }).r;
     expect(rules(all.payload, c)[0]).toBe("ip daddr 172.30.0.41 tcp dport 80 jump mark-for-masquerade");
@@ -464,16 +363,8 @@ describe("full renders", () => {
   });
 
   it("nodePortAddresses: a nodeport-ips set instead of fib daddr type local", () => {
-    const services = [
-      svc({
-        ns: "ns1",
-        name: "svc1",
-        type: "NodePort",
-        clusterIP: "172.30.0.41",
-        ports: [{ name: "p80", port: 80, nodePort: 3001 }],
-      }),
-    ];
-    const slices = [slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] })];
+    const services = [fixtureNodePort(1, 3001)];
+    const slices = [fixtureSlice(1, ["10.180.0.1"])];
     const n = { name: "test-node", nodeIPs: ["192.168.0.2", "10.9.9.9", "127.0.0.1", "2001:db8::1"] };
     const r = full(
       services,
@@ -517,17 +408,7 @@ describe("full renders", () => {
           affinity: 60,
         }),
       ],
-      [
-        slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] }),
-        slice({
-          ns: "ns1",
-          service: "svc1",
-          name: "svc1-v6",
-          ipv6: true,
-          ports: p80,
-          endpoints: [{ ip: "fd00:10::1" }, { ip: "fd00:10::2" }],
-        }),
-      ],
+      [fixtureSlice(1, ["10.180.0.1"]), fixtureSliceV6(1, ["fd00:10::1", "fd00:10::2"])],
       v6,
     );
     const c = chains("ns1", "svc1");
@@ -615,13 +496,8 @@ describe("full renders", () => {
   });
 
   it("topology hints: only the endpoints hinted for the node's zone (zone or zone label)", () => {
-    const s = svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 });
-    const sl = slice({
-      ns: "ns1",
-      service: "svc1",
-      ports: p80,
-      endpoints: [{ ip: "10.180.0.1" }, { ip: "10.180.0.2" }, { ip: "10.180.0.3" }],
-    });
+    const s = fixtureService(1);
+    const sl = fixtureSlice(1, ["10.180.0.1", "10.180.0.2", "10.180.0.3"]);
     const zones = ["zone-a", "zone-b", "zone-a"];
     const hinted: EndpointSlice = {
       ...sl,
@@ -657,20 +533,8 @@ describe("full renders", () => {
   });
 
   it("equal inputs give byte-identical payloads, whatever the order the objects came in", () => {
-    const services = [
-      svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 }),
-      svc({ ns: "ns2", name: "svc2", clusterIP: "172.30.0.42", ports: p80, affinity: 100 }),
-      svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80 }),
-    ];
-    const slices = [
-      slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] }),
-      slice({
-        ns: "ns2",
-        service: "svc2",
-        ports: p80,
-        endpoints: [{ ip: "10.180.0.2" }, { ip: "10.180.0.1" }],
-      }),
-    ];
+    const services = [fixtureService(1), fixtureService(2, { affinity: 100 }), fixtureService(3)];
+    const slices = [fixtureSlice(1, ["10.180.0.1"]), fixtureSlice(2, ["10.180.0.2", "10.180.0.1"])];
     const a = full(services, slices).r;
     const b = full([...services].reverse(), [...slices].reverse()).r;
     const again = full(services, slices).r;
@@ -727,38 +591,11 @@ function sequence(services: Service[], slices: EndpointSlice[], options: NftRend
   return api;
 }
 
-function threeServices() {
-  const services = [
-    svc({ ns: "ns1", name: "svc1", clusterIP: "172.30.0.41", ports: p80 }),
-    svc({ ns: "ns2", name: "svc2", clusterIP: "172.30.0.42", ports: p80 }),
-    svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80 }),
-  ];
-  const slices = [
-    slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.1" }] }),
-    slice({
-      ns: "ns2",
-      service: "svc2",
-      ports: p80,
-      endpoints: [{ ip: "10.180.0.2" }, { ip: "10.180.0.22" }],
-    }),
-    slice({ ns: "ns3", service: "svc3", ports: p80, endpoints: [{ ip: "10.180.0.3" }] }),
-  ];
-  return { services, slices };
-}
-
 describe("partial renders", () => {
   it("an endpoint change touches only that service's chains and elements", () => {
     const { services, slices } = threeServices();
     const s = sequence(services, slices);
-    s.tracker.endpointSliceHandler.onUpdate!(
-      slices[1]!,
-      slice({
-        ns: "ns2",
-        service: "svc2",
-        ports: p80,
-        endpoints: [{ ip: "10.180.0.2" }, { ip: "10.180.0.23" }],
-      }),
-    );
+    s.tracker.endpointSliceHandler.onUpdate!(slices[1]!, fixtureSlice(2, ["10.180.0.2", "10.180.0.23"]));
     const r = s.step();
     const c = chains("ns2", "svc2").cluster;
     expect(r.stats).toMatchObject({
@@ -808,10 +645,7 @@ describe("partial renders", () => {
     expect(r.stats).toMatchObject({ servicePorts: 2, chains: 2, endpoints: 2 });
 
     // An unrelated change: the stale chain goes.
-    s.tracker.endpointSliceHandler.onUpdate!(
-      slices[0]!,
-      slice({ ns: "ns1", service: "svc1", ports: p80, endpoints: [{ ip: "10.180.0.11" }] }),
-    );
+    s.tracker.endpointSliceHandler.onUpdate!(slices[0]!, fixtureSlice(1, ["10.180.0.11"]));
     const next = s.step();
     expect(next.chainsDeleted).toEqual([c]);
     expect(next.payload.split("\n")[0]).toBe(`delete chain ${T} ${c}`);
@@ -916,23 +750,10 @@ describe("partial renders", () => {
   });
 
   it("a changed map value is a delete then an add", () => {
-    const s0 = svc({ ns: "ns8", name: "svc8", clusterIP: "172.30.0.48", ports: p80 });
-    const s = sequence(
-      [s0],
-      [
-        slice({
-          ns: "ns8",
-          service: "svc8",
-          ports: p80,
-          endpoints: [{ ip: "10.180.0.8", node: "test-node" }],
-        }),
-      ],
-    );
+    const s0 = fixtureService(8);
+    const s = sequence([s0], [fixtureSlice(8, [{ ip: "10.180.0.8", node: "test-node" }])]);
     const c = chains("ns8", "svc8");
-    s.tracker.serviceHandler.onUpdate!(
-      s0,
-      svc({ ns: "ns8", name: "svc8", clusterIP: "172.30.0.48", ports: p80, itp: "Local" }),
-    );
+    s.tracker.serviceHandler.onUpdate!(s0, fixtureService(8, { itp: "Local" }));
     const r = s.step();
     const lines = r.payload.split("\n");
     const del = lines.indexOf(`delete element ${T} service-ips { 172.30.0.48 . tcp . 80 }`);
@@ -975,25 +796,12 @@ describe("partial renders", () => {
   });
 
   it("ClientIP affinity sets are created and deleted with their endpoints", () => {
-    const s0 = svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80, affinity: 100 });
-    const sl = slice({
-      ns: "ns3",
-      service: "svc3",
-      ports: p80,
-      endpoints: [{ ip: "10.180.0.1" }, { ip: "10.180.0.2" }],
-    });
+    const s0 = fixtureService(3, { affinity: 100 });
+    const sl = fixtureSlice(3, ["10.180.0.1", "10.180.0.2"]);
     const s = sequence([s0], [sl]);
     const set2 = `affinity-${expectedHashAndTruncate("ns3/svc3/tcp/p80__10.180.0.2/80")}`;
     const set3 = `affinity-${expectedHashAndTruncate("ns3/svc3/tcp/p80__10.180.0.3/80")}`;
-    s.tracker.endpointSliceHandler.onUpdate!(
-      sl,
-      slice({
-        ns: "ns3",
-        service: "svc3",
-        ports: p80,
-        endpoints: [{ ip: "10.180.0.1" }, { ip: "10.180.0.3" }],
-      }),
-    );
+    s.tracker.endpointSliceHandler.onUpdate!(sl, fixtureSlice(3, ["10.180.0.1", "10.180.0.3"]));
     const r = s.step();
     expect(r.payload).toContain(
       `add set ${T} ${set3} { type ipv4_addr ; flags dynamic,timeout ; timeout 100s ; }`,
@@ -1005,15 +813,9 @@ describe("partial renders", () => {
   });
 
   it("a changed affinity timeout reaches the kernel", () => {
-    const s0 = svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80, affinity: 100 });
-    const s = sequence(
-      [s0],
-      [slice({ ns: "ns3", service: "svc3", ports: p80, endpoints: [{ ip: "10.180.0.1" }] })],
-    );
-    s.tracker.serviceHandler.onUpdate!(
-      s0,
-      svc({ ns: "ns3", name: "svc3", clusterIP: "172.30.0.43", ports: p80, affinity: 200 }),
-    );
+    const s0 = fixtureService(3, { affinity: 100 });
+    const s = sequence([s0], [fixtureSlice(3, ["10.180.0.1"])]);
+    s.tracker.serviceHandler.onUpdate!(s0, fixtureService(3, { affinity: 200 }));
     const r = s.step();
     // A full render declares the set with "timeout 200s"; the partial one leaves the
     // kernel's set at 100s. (`add set` of an existing set with a new timeout updates it.)

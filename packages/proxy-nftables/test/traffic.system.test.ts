@@ -11,41 +11,50 @@
  * address the backend left) and UDP on 5353 with its name. Cluster IPs (172.30.150.0/24,
  * fd00:30:150::/64) exist only in the node namespace's `kube-proxy` tables.
  */
+import { createCommandRunner, type EndpointSlice, type Service, serviceHealthResponse } from "@worknode/core";
 import {
-  type CommandRunner,
-  createCommandRunner,
-  type EndpointSlice,
-  type Service,
-  type ServiceChangeTracker,
-  serviceHealthResponse,
-} from "@worknode/core";
-import {
-  commitAll,
-  createProxyLab,
+  createTrafficLab,
   type EpSpec,
+  emptyChangeSet,
   type LabAnswer,
   type LabNetns,
+  LiveServiceObjects,
   namePeer,
+  observeUdpEndpointSwap,
   type ProxyLab,
+  RecordingCommandRunner,
   slice,
   svc,
+  type TrafficLabPlan,
+  httpPorts as tcp,
+  trafficLabAddresses,
 } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NftablesProxier } from "../src/index.js";
 
-const NODE_IP = "192.168.150.1";
-const NODE_IP2 = "192.168.160.1";
-const NODE_IP6 = "fd00:150::1";
-const CLIENT_IP = "192.168.150.2";
-const BRIDGE_IP = "10.245.0.1";
-const BRIDGE_IP6 = "fd00:245::1";
+const PLAN: TrafficLabPlan = {
+  prefix: "wnft",
+  clientNet: "192.168.150",
+  clientNet6: "fd00:150",
+  client2Net: "192.168.160",
+  podNet: "10.245.0",
+  podNet6: "fd00:245",
+  pods: ["pa", "pb", "pc", "pd"],
+};
+type PodName = "pa" | "pb" | "pc" | "pd";
+const {
+  nodeIP: NODE_IP,
+  nodeIP2: NODE_IP2,
+  clientIP: CLIENT_IP,
+  bridgeIP: BRIDGE_IP,
+  bridgeIP6: BRIDGE_IP6,
+  nodeIPs: NODE_IPS,
+  podIP,
+  podIP6,
+} = trafficLabAddresses(PLAN);
 const LB_IP = "203.0.113.110";
 const LB_LOCAL_IP = "203.0.113.111";
 const LB_REMOTE_IP = "203.0.113.112";
-const POD_NAMES = ["pa", "pb", "pc", "pd"] as const;
-type PodName = (typeof POD_NAMES)[number];
-const podIP = (n: PodName) => `10.245.0.${11 + POD_NAMES.indexOf(n)}`;
-const podIP6 = (n: PodName) => `fd00:245::${11 + POD_NAMES.indexOf(n)}`;
 
 const CIP = {
   web: "172.30.150.10",
@@ -60,41 +69,14 @@ const CIP = {
   v6: "fd00:30:150::10",
 } as const;
 
-const tcp = (nodePort?: number) => [
-  { name: "http", port: 80, targetPort: 8080, ...(nodePort ? { nodePort } : {}) },
-];
-const udp = [{ name: "dns", port: 53, targetPort: 5353, protocol: "UDP" as const }];
-
 let lab: ProxyLab;
 let node: LabNetns;
-let tracker: ServiceChangeTracker;
+let objects: LiveServiceObjects;
+let runner: RecordingCommandRunner;
 let proxier: NftablesProxier;
 let hcPortLocal: number;
 let hcPortRemote: number;
 let baselineRuleset = "";
-const services: Record<string, Service> = {};
-const slices: Record<string, EndpointSlice> = {};
-const nftInputs: string[] = [];
-const conntrackCalls: { args: readonly string[]; code: number }[] = [];
-/** Conntrack deletions mentioning one of these IPs are not run (the control group). */
-const suppressConntrackFor = new Set<string>();
-
-/** Runs in the node namespace; records `nft` inputs and `conntrack` calls, drops the suppressed ones. */
-function nodeRunner(netns: string): CommandRunner {
-  const inner = createCommandRunner({ netns });
-  return {
-    async exec(command, args, stdin) {
-      if (command === "conntrack" && args.some((a) => suppressConntrackFor.has(a))) {
-        conntrackCalls.push({ args, code: -2 });
-        return { code: 0, stdout: "", stderr: "suppressed by the test" };
-      }
-      if (command === "nft" && stdin !== undefined) nftInputs.push(stdin);
-      const out = await inner.exec(command, args, stdin);
-      if (command === "conntrack") conntrackCalls.push({ args, code: out.code });
-      return out;
-    },
-  };
-}
 
 function endpoints(
   names: readonly PodName[],
@@ -108,36 +90,7 @@ function endpoints(
 }
 
 /** Applies the object changes to the tracker, commits and syncs (partial). */
-async function apply(
-  svcs: Record<string, Service | undefined>,
-  slcs: Record<string, EndpointSlice | undefined>,
-) {
-  for (const [k, s] of Object.entries(svcs)) {
-    const old = services[k];
-    if (s === undefined) {
-      if (old) tracker.serviceHandler.onDelete!(old);
-      delete services[k];
-    } else {
-      if (old) tracker.serviceHandler.onUpdate!(old, s);
-      else tracker.serviceHandler.onAdd!(s);
-      services[k] = s;
-    }
-  }
-  for (const [k, s] of Object.entries(slcs)) {
-    const old = slices[k];
-    if (s === undefined) {
-      if (old) tracker.endpointSliceHandler.onDelete!(old);
-      delete slices[k];
-    } else {
-      if (old) tracker.endpointSliceHandler.onUpdate!(old, s);
-      else tracker.endpointSliceHandler.onAdd!(s);
-      slices[k] = s;
-    }
-  }
-  const next = tracker.commit();
-  await proxier.sync({ snapshot: next.snapshot, changes: next.changes, full: false });
-  return next;
-}
+const apply: LiveServiceObjects["apply"] = (svcs, slcs) => objects.apply(svcs, slcs, proxier);
 
 async function tcpFrom(from: LabNetns, host: string, port: number, count = 1, timeoutMs = 3_000) {
   return lab.tcp(from, host, port, { count, timeoutMs });
@@ -146,16 +99,6 @@ async function tcpFrom(from: LabNetns, host: string, port: number, count = 1, ti
 const names = (as: readonly LabAnswer[]) => as.map((a) => (a.ok ? a.name : `error:${a.error}`));
 const one = async (from: LabNetns, host: string, port: number, timeoutMs = 3_000) =>
   namePeer((await tcpFrom(from, host, port, 1, timeoutMs))[0]!);
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function nft(args: string[]): Promise<string> {
   return (await node.exec("nft", args)).stdout;
@@ -170,33 +113,8 @@ function chainsOf(listing: string): Map<string, string> {
   return chains;
 }
 
-/** `conntrack -L` entries of UDP traffic to `serviceIP` in the node: the DNAT target (reply source) of each. */
-async function conntrackTargets(serviceIP: string): Promise<string[]> {
-  const r = await node.exec("conntrack", ["-L", "-p", "udp", "--orig-dst", serviceIP], {
-    allowFailure: true,
-  });
-  if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr))
-    throw new Error(`conntrack -L failed: ${r.stderr}`);
-  return r.stdout
-    .split("\n")
-    .filter((l) => l.includes(`dst=${serviceIP}`))
-    .map((l) => /src=\S+ dst=\S+ sport=\d+ dport=\d+ .*?src=(\S+)/.exec(l)?.[1] ?? "?");
-}
-
 beforeAll(async () => {
-  lab = await createProxyLab({
-    prefix: "wnft",
-    clients: [
-      {
-        name: "cli",
-        addresses: [`${CLIENT_IP}/24`, "fd00:150::2/64"],
-        nodeAddresses: [`${NODE_IP}/24`, `${NODE_IP6}/64`],
-      },
-      { name: "cli2", addresses: ["192.168.160.2/24"], nodeAddresses: [`${NODE_IP2}/24`] },
-    ],
-    bridgeAddresses: [`${BRIDGE_IP}/24`, `${BRIDGE_IP6}/64`],
-    pods: POD_NAMES.map((n) => ({ name: n, addresses: [`${podIP(n)}/24`, `${podIP6(n)}/64`] })),
-  });
+  lab = (await createTrafficLab(PLAN)).lab;
   node = lab.node;
   // The node's own nftables table, which the proxy must leave alone.
   await node.exec("nft", ["-f", "-"], {
@@ -212,6 +130,8 @@ beforeAll(async () => {
   hcPortLocal = 31_000 + Math.floor(Math.random() * 1_000);
   hcPortRemote = hcPortLocal + 1;
   const remote = (n: PodName) => (n === "pc" ? "node-2" : "node-1");
+  const services: Record<string, Service> = {};
+  const slices: Record<string, EndpointSlice> = {};
   services.web = svc({ ns: "default", name: "web", clusterIP: CIP.web, ports: tcp() });
   slices.web = slice({
     ns: "default",
@@ -287,19 +207,19 @@ beforeAll(async () => {
     endpoints: endpoints(["pa", "pb", "pc"], { v6: true }),
   });
 
-  const c = commitAll(Object.values(services), Object.values(slices), "node-1");
-  tracker = c.tracker;
+  objects = new LiveServiceObjects(services, slices, "node-1");
+  runner = new RecordingCommandRunner(createCommandRunner({ netns: node.name }));
   proxier = new NftablesProxier({
     nodeName: "node-1",
-    nodeIPs: [NODE_IP, NODE_IP2, BRIDGE_IP, NODE_IP6],
+    nodeIPs: NODE_IPS,
     clusterCIDRs: ["10.245.0.0/24", "fd00:245::/64"],
     families: ["IPv4", "IPv6"],
     // In the node namespace, through a runner that records what it runs (`netns` alone is
     // exercised by the restarted proxier of the cleanup tests).
-    runner: nodeRunner(node.name),
+    runner,
     healthCheck: { listen: lab.nodeHealthListen() },
   });
-  await proxier.sync({ snapshot: c.snapshot, changes: c.changes, full: true });
+  await proxier.sync({ ...objects.initial, full: true });
 }, 180_000);
 
 afterAll(async () => {
@@ -442,66 +362,36 @@ describe("IPv6 (table ip6 kube-proxy)", () => {
 
 describe("UDP conntrack cleanup", () => {
   it("moves a UDP client to the new endpoint when its endpoint is replaced (and only the deletion does)", async () => {
-    const tested = CIP.udp;
-    const control = CIP.udpctl;
-    // The control service's conntrack deletions are not run.
-    suppressConntrackFor.add(control);
-    await apply(
-      {
-        udp: svc({ ns: "default", name: "udp", clusterIP: tested, ports: udp }),
-        udpctl: svc({ ns: "default", name: "udpctl", clusterIP: control, ports: udp }),
-      },
-      {
-        udp: slice({ ns: "default", service: "udp", ports: udp, endpoints: endpoints(["pa"]) }),
-        udpctl: slice({ ns: "default", service: "udpctl", ports: udp, endpoints: endpoints(["pa"]) }),
-      },
+    const [tested, control] = [CIP.udp, CIP.udpctl];
+    const o = await observeUdpEndpointSwap({
+      lab,
+      from: lab.client("cli"),
+      node,
+      objects,
+      proxier,
+      runner,
+      tested,
+      control,
+      fromPod: { name: "pa", ip: podIP("pa") },
+      toPod: { name: "pb", ip: podIP("pb") },
+    });
+    expect(new Set(o.before.tested)).toEqual(new Set(["pa"]));
+    expect(new Set(o.before.control)).toEqual(new Set(["pa"]));
+    expect(o.targetsBefore).toEqual({ tested: [podIP("pa")], control: [podIP("pa")] });
+    expect(o.commit.changes.staleConntrack).toEqual(
+      expect.arrayContaining([
+        { serviceIP: tested, port: 53, protocol: "UDP", endpoint: `${podIP("pa")}:5353` },
+        { serviceIP: control, port: 53, protocol: "UDP", endpoint: `${podIP("pa")}:5353` },
+      ]),
     );
-    const cli = lab.client("cli");
-    const a = lab.udpStream(cli, tested, 53, 40_000);
-    const b = lab.udpStream(cli, control, 53, 40_001);
-    try {
-      await until("replies from pa", () => a.replies.length >= 3 && b.replies.length >= 3);
-      expect(new Set(a.replies.map((r) => r.from))).toEqual(new Set(["pa"]));
-      expect(new Set(b.replies.map((r) => r.from))).toEqual(new Set(["pa"]));
-      expect(await conntrackTargets(tested)).toEqual([podIP("pa")]);
-      expect(await conntrackTargets(control)).toEqual([podIP("pa")]);
-
-      conntrackCalls.length = 0;
-      const next = await apply(
-        {},
-        {
-          udp: slice({ ns: "default", service: "udp", ports: udp, endpoints: endpoints(["pb"]) }),
-          udpctl: slice({ ns: "default", service: "udpctl", ports: udp, endpoints: endpoints(["pb"]) }),
-        },
-      );
-      const syncedAt = Date.now();
-      expect(next.changes.staleConntrack).toEqual(
-        expect.arrayContaining([
-          { serviceIP: tested, port: 53, protocol: "UDP", endpoint: `${podIP("pa")}:5353` },
-          { serviceIP: control, port: 53, protocol: "UDP", endpoint: `${podIP("pa")}:5353` },
-        ]),
-      );
-      // The tested service's deletion ran in the node namespace and succeeded.
-      expect(conntrackCalls.some((c) => c.args.includes(tested) && c.code === 0)).toBe(true);
-
-      await until("the tested client to reach pb", () =>
-        a.replies.some((r) => r.at > syncedAt && r.from === "pb"),
-      );
-      await sleep(1_500);
-      const aAfter = a.replies.filter((r) => r.at > syncedAt + 300).map((r) => r.from);
-      const bAfter = b.replies.filter((r) => r.at > syncedAt).map((r) => r.from);
-      expect(aAfter.length).toBeGreaterThan(5);
-      expect(new Set(aAfter)).toEqual(new Set(["pb"]));
-      // The control client, whose entry was not deleted, still talks to pa.
-      expect(bAfter.length).toBeGreaterThan(5);
-      expect(new Set(bAfter)).toEqual(new Set(["pa"]));
-      expect(await conntrackTargets(tested)).toEqual([podIP("pb")]);
-      expect(await conntrackTargets(control)).toEqual([podIP("pa")]);
-    } finally {
-      await a.stop();
-      await b.stop();
-      suppressConntrackFor.clear();
-    }
+    // The tested service's deletion ran in the node namespace and succeeded.
+    expect(runner.conntrackCalls.some((c) => c.args.includes(tested) && c.code === 0)).toBe(true);
+    expect(o.after.tested.length).toBeGreaterThan(5);
+    expect(new Set(o.after.tested)).toEqual(new Set(["pb"]));
+    // The control client, whose entry was not deleted, still talks to pa.
+    expect(o.after.control.length).toBeGreaterThan(5);
+    expect(new Set(o.after.control)).toEqual(new Set(["pa"]));
+    expect(o.targetsAfter).toEqual({ tested: [podIP("pb")], control: [podIP("pa")] });
   });
 });
 
@@ -516,7 +406,7 @@ describe("partial sync", () => {
     expect(webChains.length).toBeGreaterThan(0);
     expect(otherServiceChains.length).toBeGreaterThan(3);
 
-    nftInputs.length = 0;
+    runner.inputs.length = 0;
     const next = await apply(
       {},
       { web: slice({ ns: "default", service: "web", ports: tcp(), endpoints: endpoints(["pb"]) }) },
@@ -526,7 +416,7 @@ describe("partial sync", () => {
     expect(applied).toBeDefined();
     expect(applied!.full).toBe(false);
     // What ran is what the proxier reports.
-    expect(nftInputs).toContain(applied!.payload);
+    expect(runner.inputsOf("nft")).toContain(applied!.payload);
     const payload = applied!.payload;
     expect(payload).toContain("-default/web/");
     for (const other of ["sticky", "empty", "lb", "local", "remote", "hair", "udp", "udpctl"]) {
@@ -558,7 +448,7 @@ describe("recovery and cleanup", () => {
     await node.exec("nft", ["delete", "table", "ip", "kube-proxy"]);
     const [gone] = await tcpFrom(lab.client("cli"), CIP.web, 80, 1, 1_500);
     expect(gone).toMatchObject({ ok: false });
-    await proxier.sync({ snapshot: tracker.snapshot(), changes: noChanges(), full: true });
+    await proxier.sync({ snapshot: objects.tracker.snapshot(), changes: emptyChangeSet(), full: true });
     expect(names(await tcpFrom(lab.client("cli"), CIP.web, 80, 3))).toEqual(["pb", "pb", "pb"]);
     expect(await one(lab.client("cli"), NODE_IP, 30150)).toBe(`pa ${BRIDGE_IP}`);
   });
@@ -575,13 +465,13 @@ describe("recovery and cleanup", () => {
   it("a restarted proxier with only `netns` programs the node again, and its cleanup restores the ruleset", async () => {
     const restarted = new NftablesProxier({
       nodeName: "node-1",
-      nodeIPs: [NODE_IP, NODE_IP2, BRIDGE_IP, NODE_IP6],
+      nodeIPs: NODE_IPS,
       clusterCIDRs: ["10.245.0.0/24", "fd00:245::/64"],
       families: ["IPv4", "IPv6"],
       netns: node.name,
     });
     try {
-      await restarted.sync({ snapshot: tracker.snapshot(), changes: noChanges(), full: true });
+      await restarted.sync({ snapshot: objects.tracker.snapshot(), changes: emptyChangeSet(), full: true });
       expect(names(await tcpFrom(lab.client("cli"), CIP.web, 80, 3))).toEqual(["pb", "pb", "pb"]);
       const v6 = names(await tcpFrom(lab.client("cli"), CIP.v6, 80, 12));
       expect(new Set(v6)).toEqual(new Set(["pa", "pb", "pc"]));
@@ -592,12 +482,3 @@ describe("recovery and cleanup", () => {
     expect(await nft(["list", "ruleset"])).toBe(baselineRuleset);
   });
 });
-
-function noChanges() {
-  return {
-    changedServicePorts: new Set<string>(),
-    deletedServicePorts: new Set<string>(),
-    staleConntrack: [],
-    triggerTimes: new Map<string, number>(),
-  };
-}

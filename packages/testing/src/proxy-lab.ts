@@ -26,16 +26,13 @@ import {
   runCommand,
   terminateProcesses,
 } from "./exec.js";
+import type { Netns } from "./netns.js";
 
-/** A network namespace of a {@link ProxyLab}. */
-export interface LabNetns {
-  /** Namespace name, as `ip netns list` shows it. */
-  readonly name: string;
-  /** Runs `ip netns exec <name> <command> <args…>` and collects its output. */
-  exec(command: string, args: readonly string[], opts?: RunCommandOptions): Promise<CommandResult>;
-  /** Starts a long-running program inside the namespace; the lab kills it when it is destroyed. */
-  spawn(command: string, args: readonly string[]): ChildProcess;
-}
+/**
+ * A network namespace of a {@link ProxyLab}: a {@link Netns} without `destroy` (the lab kills
+ * what `spawn` started and removes the namespace when it is destroyed).
+ */
+export type LabNetns = Pick<Netns, "name" | "exec" | "spawn">;
 
 /** A client namespace outside the node, on its own veth link to the node. */
 export interface LabClientSpec {
@@ -192,6 +189,22 @@ export function answerText(a: LabAnswer): string {
   return a.ok ? a.reply : `error:${a.error}`;
 }
 
+/**
+ * The UDP conntrack entries to `serviceIP` in a namespace (`conntrack -L -p udp --orig-dst`):
+ * the DNAT target (the reply's source address) of each, in the listing's order.
+ *
+ * @throws WorknodeError when `conntrack -L` fails
+ */
+export async function udpConntrackTargets(ns: Pick<LabNetns, "exec">, serviceIP: string): Promise<string[]> {
+  const r = await ns.exec("conntrack", ["-L", "-p", "udp", "--orig-dst", serviceIP], { allowFailure: true });
+  if (r.exitCode !== 0 && !/0 flow entries/.test(r.stderr))
+    throw new WorknodeError("LAB", `conntrack -L failed: ${r.stderr}`);
+  return r.stdout
+    .split("\n")
+    .filter((l) => l.includes(`dst=${serviceIP}`))
+    .map((l) => /src=\S+ dst=\S+ sport=\d+ dport=\d+ .*?src=(\S+)/.exec(l)?.[1] ?? "?");
+}
+
 const PREFIX = /^[a-z][a-z0-9]{1,5}$/;
 const SHORT = /^[a-z0-9]{1,8}$/;
 const ADDRESS = /^[0-9a-fA-F.:]+\/\d{1,3}$/;
@@ -224,6 +237,11 @@ async function deleteNamespace(name: string): Promise<void> {
 async function addAddress(ns: string, ifName: string, address: string): Promise<void> {
   if (!ADDRESS.test(address)) throw new ConfigError(`not an address/prefix: ${address}`);
   await ip(["-n", ns, "addr", "add", address, "dev", ifName, ...(isV6(address) ? ["nodad"] : [])]);
+}
+
+/** A veth pair: `nodeIf` in namespace `node`, its peer `eth0` in namespace `ns`. */
+async function addVeth(node: string, nodeIf: string, ns: string): Promise<void> {
+  await ip(["-n", node, "link", "add", nodeIf, "type", "veth", "peer", "name", "eth0", "netns", ns]);
 }
 
 /** The pods' servers: TCP replies `<name> <peer>:<port>` and closes; UDP answers `<name>`. */
@@ -531,20 +549,7 @@ export async function createProxyLab(opts: ProxyLabOptions): Promise<ProxyLab> {
     for (const spec of opts.clients) {
       const ns = await makeNs(nsOf(spec.name));
       const nodeIf = `${prefix}c${spec.name}`;
-      await ip([
-        "-n",
-        node.name,
-        "link",
-        "add",
-        nodeIf,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns.name,
-      ]);
+      await addVeth(node.name, nodeIf, ns.name);
       for (const a of spec.nodeAddresses) await addAddress(node.name, nodeIf, a);
       for (const a of spec.addresses) await addAddress(ns.name, "eth0", a);
       await ip(["-n", node.name, "link", "set", nodeIf, "up"]);
@@ -577,20 +582,7 @@ export async function createProxyLab(opts: ProxyLabOptions): Promise<ProxyLab> {
     for (const spec of opts.pods) {
       const ns = await makeNs(nsOf(spec.name));
       const nodeIf = `${prefix}p${spec.name}`;
-      await ip([
-        "-n",
-        node.name,
-        "link",
-        "add",
-        nodeIf,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        ns.name,
-      ]);
+      await addVeth(node.name, nodeIf, ns.name);
       await ip(["-n", node.name, "link", "set", nodeIf, "master", bridge]);
       if (opts.hairpin ?? true)
         await ip(["-n", node.name, "link", "set", nodeIf, "type", "bridge_slave", "hairpin", "on"]);

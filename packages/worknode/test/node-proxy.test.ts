@@ -22,7 +22,7 @@ import { FakeApiServer } from "../../core/test/helpers/fake-apiserver.js";
 import { createNodeCommand } from "../src/commands/node.js";
 import { KubeletPodSource } from "../src/commands/node-pods.js";
 import { type RunningNodeProxy, startNodeProxy } from "../src/commands/node-proxy.js";
-import type { ProxyBackend } from "../src/commands/proxy-backend.js";
+import { recordingBackend as recordingBackendOf } from "./helpers/recording-backend.js";
 
 class RecordingProxier implements Proxier {
   readonly mode = "iptables";
@@ -49,20 +49,7 @@ class RecordingProxier implements Proxier {
 }
 
 function recordingBackend(families: IPFamily[] = ["IPv4"]) {
-  const state = { proxiers: [] as RecordingProxier[], cleanups: 0 };
-  const backend: ProxyBackend = {
-    detectFamilies: async () => families,
-    createProxier: (options) => {
-      const p = new RecordingProxier(options);
-      state.proxiers.push(p);
-      return p;
-    },
-    cleanup: async () => {
-      state.cleanups++;
-      return families;
-    },
-  };
-  return { backend, state };
+  return recordingBackendOf((options) => new RecordingProxier(options), families);
 }
 
 function pod(name: string, ip: string, ready: boolean, labels: Record<string, string> = { app: "web" }): Pod {

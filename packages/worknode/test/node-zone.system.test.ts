@@ -29,6 +29,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { KubeletPodSource } from "../src/commands/node-pods.js";
 import { type RunningNodeProxy, startNodeProxy } from "../src/commands/node-proxy.js";
 import { createIptablesBackend } from "../src/commands/proxy-backend.js";
+import { eventually, serviceYaml } from "./helpers/proxy-setup.js";
 
 const NODE_NAME = "wnzone-node";
 const ZONE_LABEL = "topology.kubernetes.io/zone";
@@ -38,13 +39,7 @@ const PODS = [
   { name: "pod-b", ip: "10.247.0.12", zone: "zone-b" },
 ] as const;
 
-const SERVICES = `apiVersion: v1
-kind: Service
-metadata: {name: zoned, namespace: default}
-spec:
-  clusterIP: ${CLUSTER_IP}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
+const SERVICES = `${serviceYaml("zoned", CLUSTER_IP)}---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: {name: zoned-1, namespace: default, labels: {kubernetes.io/service-name: zoned}}
@@ -80,12 +75,9 @@ async function answering(): Promise<Set<string>> {
   return seen;
 }
 
-async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
+/** Waits for the traffic to settle (polling every 300 ms). */
+function settled(what: string, fn: () => Promise<boolean>): Promise<void> {
+  return eventually(what, fn, 30_000, 300);
 }
 
 beforeAll(async () => {
@@ -148,7 +140,7 @@ describe("worknode node --kubeconfig: the Node's zone steers topology-hinted Ser
       kubeConfig: cp.adminKubeConfig,
       logger: createLogger({ name: "wnzone", level: "warn" }),
     });
-    await eventually("traffic to the zone-a endpoint only", async () => {
+    await settled("traffic to the zone-a endpoint only", async () => {
       const seen = await answering();
       return seen.size === 1 && seen.has("pod-a");
     });
@@ -156,14 +148,14 @@ describe("worknode node --kubeconfig: the Node's zone steers topology-hinted Ser
     expect(await answering()).toEqual(new Set(["pod-a"]));
 
     await setZone("zone-b");
-    await eventually("traffic to the zone-b endpoint only", async () => {
+    await settled("traffic to the zone-b endpoint only", async () => {
       const seen = await answering();
       return seen.size === 1 && seen.has("pod-b");
     });
 
     // A zone no endpoint is hinted for: no topology narrowing, both endpoints serve.
     await setZone("zone-c");
-    await eventually("traffic to both endpoints", async () => (await answering()).size === 2);
+    await settled("traffic to both endpoints", async () => (await answering()).size === 2);
     expect(await answering()).toEqual(new Set(["pod-a", "pod-b"]));
   });
 });

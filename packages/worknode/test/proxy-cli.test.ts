@@ -25,31 +25,16 @@ import type { IptablesProxierOptions } from "@worknode/proxy-iptables";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeApiServer, waitFor } from "../../core/test/helpers/fake-apiserver.js";
 import { createProxyCommand, type ProxyCommandDeps } from "../src/commands/proxy.js";
-import type { ProxyBackend } from "../src/commands/proxy-backend.js";
 import type { ProxyReadyInfo } from "../src/commands/proxy-run.js";
-import type { CliIO, Command } from "../src/main.js";
+import type { Command } from "../src/main.js";
 import { runCli } from "../src/main.js";
+import { captureIO as capture, webServicesYaml } from "./helpers/proxy-setup.js";
+import { recordingBackend as recordingBackendOf } from "./helpers/recording-backend.js";
 
 interface Run {
   status: number;
   stdout: string;
   stderr: string;
-}
-
-function capture(signal: AbortSignal): { io: CliIO; out: { stdout: string; stderr: string } } {
-  const out = { stdout: "", stderr: "" };
-  return {
-    out,
-    io: {
-      stdout: (t) => {
-        out.stdout += t;
-      },
-      stderr: (t) => {
-        out.stderr += t;
-      },
-      signal,
-    },
-  };
 }
 
 async function run(argv: string[]): Promise<Run> {
@@ -110,49 +95,10 @@ class RecordingProxier implements Proxier {
 }
 
 function recordingBackend(families: IPFamily[] = ["IPv4"]) {
-  const state = { proxiers: [] as RecordingProxier[], cleanups: 0 };
-  const backend: ProxyBackend = {
-    detectFamilies: async () => families,
-    createProxier: (options) => {
-      const p = new RecordingProxier(options);
-      state.proxiers.push(p);
-      return p;
-    },
-    cleanup: async () => {
-      state.cleanups++;
-      return families;
-    },
-  };
-  return { backend, state };
+  return recordingBackendOf((options) => new RecordingProxier(options), families);
 }
 
-const SERVICES_YAML = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 172.30.0.10
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {kubernetes.io/service-name: web}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- addresses: [10.244.0.11]
-  conditions: {ready: true}
-  nodeName: node-1
----
-apiVersion: v1
-kind: Service
-metadata: {name: lonely, namespace: default}
-spec:
-  clusterIP: 172.30.0.12
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
+const SERVICES_YAML = `${webServicesYaml()}---
 apiVersion: v1
 kind: Service
 metadata: {name: broken, namespace: default}

@@ -40,37 +40,12 @@ import {
 import { diffNftTables, formatNftDiffs, parseNftTable } from "../src/commands/proxy-nft-diff.js";
 import { createProxyPipeline } from "../src/commands/proxy-pipeline.js";
 import { CliUsageError } from "../src/flags.js";
-import type { CliIO } from "../src/main.js";
+import { captureIO as capture, webServicesYaml } from "./helpers/proxy-setup.js";
+import { recordingBackend } from "./helpers/recording-backend.js";
 
 const HEADER = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
 
-const SERVICES_YAML = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: 172.30.0.10
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {kubernetes.io/service-name: web}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- addresses: [10.244.0.11]
-  conditions: {ready: true}
-  nodeName: node-1
----
-apiVersion: v1
-kind: Service
-metadata: {name: lonely, namespace: default}
-spec:
-  clusterIP: 172.30.0.12
-  ports: [{name: http, port: 80, targetPort: 8080}]
-`;
+const SERVICES_YAML = webServicesYaml();
 
 let dir: string;
 const file = (name: string) => path.join(dir, name);
@@ -83,25 +58,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-function capture(signal: AbortSignal = AbortSignal.abort()): {
-  io: CliIO;
-  out: { stdout: string; stderr: string };
-} {
-  const out = { stdout: "", stderr: "" };
-  return {
-    out,
-    io: {
-      stdout: (t) => {
-        out.stdout += t;
-      },
-      stderr: (t) => {
-        out.stderr += t;
-      },
-      signal,
-    },
-  };
-}
 
 /**
  * A command runner that records every call and answers from `answer` (default: exit 0, no
@@ -142,19 +98,8 @@ function recordingBackends(families: IPFamily[] = ["IPv4"]) {
   const state = { modes: [] as ProxyMode[], proxiers: [] as RecordingProxier[], cleanups: 0 };
   const backendFor = (mode: ProxyMode): ProxyBackend => {
     state.modes.push(mode);
-    return {
-      mode,
-      detectFamilies: async () => families,
-      createProxier: (options) => {
-        const p = new RecordingProxier(mode, options);
-        state.proxiers.push(p);
-        return p;
-      },
-      cleanup: async () => {
-        state.cleanups++;
-        return families;
-      },
-    };
+    return recordingBackend((options) => new RecordingProxier(mode, options), families, { mode, state })
+      .backend;
   };
   return { backendFor, state };
 }

@@ -16,14 +16,14 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import { runCommand } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-const ROOT = path.resolve(import.meta.dirname, "../../..");
-const CLI = path.join(ROOT, "packages/worknode/src/cli.ts");
-const TSX = pathToFileURL(path.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href;
-const NODE_ARGS = ["--conditions=@worknode/source", "--import", TSX, CLI];
+import {
+  CLI_NODE_ARGS,
+  type CollectedOutput,
+  spawnCliProxy,
+  webServicesYaml,
+} from "./helpers/proxy-setup.js";
 
 const SUFFIX = randomBytes(3).toString("hex");
 const NODE_NS = `wncnft-node-${SUFFIX}`;
@@ -35,33 +35,18 @@ const POD_IP = "10.246.0.11";
 const CLUSTER_IP = "172.30.0.10";
 const EMPTY_IP = "172.30.0.12";
 
-const SERVICES_YAML = `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: ${CLUSTER_IP}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {kubernetes.io/service-name: web}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- addresses: [${POD_IP}]
-  conditions: {ready: true}
-  nodeName: node-1
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: default}
-spec:
-  clusterIP: ${EMPTY_IP}
-  ports: [{name: http, port: 80, targetPort: 8080}]
-`;
+const SERVICES_YAML = webServicesYaml({
+  clusterIP: CLUSTER_IP,
+  endpointIP: POD_IP,
+  emptyName: "empty",
+  emptyIP: EMPTY_IP,
+});
+const MOVED_YAML = webServicesYaml({
+  clusterIP: CLUSTER_IP,
+  endpointIP: "10.246.0.12",
+  emptyName: "empty",
+  emptyIP: EMPTY_IP,
+});
 
 const SERVER_SCRIPT =
   'require("node:net").createServer((c) => c.end("pod-a")).listen(8080, "0.0.0.0", () => console.log("listening"));';
@@ -94,7 +79,7 @@ function spawnIn(ns: string, command: string, args: string[]): ChildProcess {
 }
 
 async function cli(args: string[]) {
-  return inNode(process.execPath, [...NODE_ARGS, ...args], true);
+  return inNode(process.execPath, [...CLI_NODE_ARGS, ...args], true);
 }
 
 async function connect(host: string): Promise<string> {
@@ -103,15 +88,6 @@ async function connect(host: string): Promise<string> {
 
 async function ruleset(): Promise<string> {
   return (await inNode("nft", ["list", "ruleset"])).stdout;
-}
-
-async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 async function deleteNetns(name: string): Promise<void> {
@@ -168,45 +144,33 @@ afterAll(async () => {
 describe("worknode proxy --proxy-mode nftables --services-file in a node namespace", () => {
   let baseline: string;
   let proxy: ChildProcess;
-  let logs = "";
-  let exited: Promise<number | null>;
+  let out: CollectedOutput;
 
   it("programs the services file with nftables: the cluster IP reaches the backend, an endpoint-less one refuses", async () => {
     baseline = await ruleset();
     expect(baseline).toContain("tcp dport 22 accept");
     expect(baseline).not.toContain("kube-proxy");
-    proxy = spawnIn(NODE_NS, process.execPath, [
-      ...NODE_ARGS,
-      "proxy",
-      "--proxy-mode",
-      "nftables",
-      "--services-file",
-      servicesFile,
-      "--hostname-override",
-      "node-1",
-      "--cluster-cidr",
-      "10.246.0.0/24",
-      "--iptables-min-sync-period",
-      "0s",
-      "--healthz-bind-address",
-      "127.0.0.1:10256",
-      "--metrics-bind-address",
-      "127.0.0.1:10249",
-    ]);
-    proxy.stdout?.on("data", (d: Buffer) => {
-      logs += d.toString();
-    });
-    proxy.stderr?.on("data", (d: Buffer) => {
-      logs += d.toString();
-    });
-    exited = new Promise((resolve) => proxy.once("exit", (code) => resolve(code)));
-
-    await eventually("traffic to the cluster IP reaching the pod", async () => {
-      if (proxy.exitCode !== null) throw new Error(`worknode proxy exited (${proxy.exitCode}):\n${logs}`);
-      return (await connect(CLUSTER_IP)) === "pod-a";
-    });
-    expect(logs).toContain("worknode proxy is running");
-    expect(logs).toContain('"mode":"nftables"');
+    const started = spawnCliProxy(
+      (command, args) => spawnIn(NODE_NS, command, args),
+      [
+        "--proxy-mode",
+        "nftables",
+        "--services-file",
+        servicesFile,
+        "--hostname-override",
+        "node-1",
+        "--cluster-cidr",
+        "10.246.0.0/24",
+      ],
+    );
+    proxy = started.child;
+    out = started.out;
+    await started.waitServing(
+      "traffic to the cluster IP reaching the pod",
+      async () => (await connect(CLUSTER_IP)) === "pod-a",
+    );
+    expect(out.text).toContain("worknode proxy is running");
+    expect(out.text).toContain('"mode":"nftables"');
     expect(await connect(EMPTY_IP)).toBe("error:ECONNREFUSED");
     const table = (await inNode("nft", ["list", "table", "ip", "kube-proxy"])).stdout;
     expect(table).toMatch(/chain service-[A-Z0-9]{8}-default\/web\/tcp\/http \{/);
@@ -234,7 +198,7 @@ describe("worknode proxy --proxy-mode nftables --services-file in a node namespa
     expect(same.stdout).toContain("# IPv4: no differences");
 
     const moved = path.join(dir, "moved.yaml");
-    await writeFile(moved, SERVICES_YAML.replace(`addresses: [${POD_IP}]`, "addresses: [10.246.0.12]"));
+    await writeFile(moved, MOVED_YAML);
     const d = await cli([...args, "--services-file", moved]);
     expect(d.exitCode).toBe(0);
     expect(d.stdout).toMatch(/^@@ ip kube-proxy chain service-\S+-default\/web\/tcp\/http @@$/m);
@@ -246,8 +210,8 @@ describe("worknode proxy --proxy-mode nftables --services-file in a node namespa
 
   it("stops on SIGTERM with status 0 and leaves the rules in place", async () => {
     proxy.kill("SIGTERM");
-    expect(await exited).toBe(0);
-    expect(logs).toContain("the rules stay in place");
+    expect(await out.exited).toBe(0);
+    expect(out.text).toContain("the rules stay in place");
     expect(await connect(CLUSTER_IP)).toBe("pod-a");
   });
 

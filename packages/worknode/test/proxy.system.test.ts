@@ -10,7 +10,6 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { pathToFileURL } from "node:url";
 import {
   connectFromNetns,
   createBridge,
@@ -21,11 +20,13 @@ import {
   startNetnsServer,
 } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-
-const ROOT = path.resolve(import.meta.dirname, "../../..");
-const CLI = path.join(ROOT, "packages/worknode/src/cli.ts");
-const TSX = pathToFileURL(path.join(ROOT, "node_modules/tsx/dist/loader.mjs")).href;
-const NODE_ARGS = ["--conditions=@worknode/source", "--import", TSX, CLI];
+import {
+  CLI_NODE_ARGS,
+  type CollectedOutput,
+  eventually,
+  spawnCliProxy,
+  webServicesYaml,
+} from "./helpers/proxy-setup.js";
 
 const CLUSTER_IP = "172.30.0.10";
 const EMPTY_IP = "172.30.0.12";
@@ -35,33 +36,7 @@ const PODS = [
 ] as const;
 
 function servicesYaml(endpointIP: string): string {
-  return `apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: default}
-spec:
-  clusterIP: ${CLUSTER_IP}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: web-1
-  namespace: default
-  labels: {kubernetes.io/service-name: web}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- addresses: [${endpointIP}]
-  conditions: {ready: true}
-  nodeName: node-1
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: default}
-spec:
-  clusterIP: ${EMPTY_IP}
-  ports: [{name: http, port: 80, targetPort: 8080}]
-`;
+  return webServicesYaml({ clusterIP: CLUSTER_IP, endpointIP, emptyName: "empty", emptyIP: EMPTY_IP });
 }
 
 let node: Netns;
@@ -84,21 +59,12 @@ async function saveNode(): Promise<string> {
 
 /** Runs the CLI to completion inside the node namespace. */
 async function cli(args: string[]) {
-  return node.exec(process.execPath, [...NODE_ARGS, ...args], { allowFailure: true, timeoutMs: 120_000 });
+  return node.exec(process.execPath, [...CLI_NODE_ARGS, ...args], { allowFailure: true, timeoutMs: 120_000 });
 }
 
 async function connect(host: string) {
   const r = await connectFromNetns(node, { protocol: "tcp", host, port: 80, timeoutMs: 2_000 });
   return r.ok ? r.reply : `error:${r.error}`;
-}
-
-async function eventually(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await fn()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 beforeAll(async () => {
@@ -142,42 +108,23 @@ afterAll(async () => {
 describe("worknode proxy --services-file in a node namespace", () => {
   let baseline: string;
   let proxy: ChildProcess;
-  let logs = "";
-  let exited: Promise<number | null>;
+  let out: CollectedOutput;
 
   it("programs the services file: the cluster IP reaches the backend, an endpoint-less service refuses", async () => {
     baseline = await saveNode();
     expect(baseline).toContain("--dport 22 -j ACCEPT");
     await writeFile(servicesFile, servicesYaml(PODS[0].ip));
-    proxy = node.spawn(process.execPath, [
-      ...NODE_ARGS,
-      "proxy",
-      "--services-file",
-      servicesFile,
-      "--hostname-override",
-      "node-1",
-      "--cluster-cidr",
-      "10.244.0.0/16",
-      "--iptables-min-sync-period",
-      "0s",
-      "--healthz-bind-address",
-      "127.0.0.1:10256",
-      "--metrics-bind-address",
-      "127.0.0.1:10249",
-    ]);
-    proxy.stdout?.on("data", (d: Buffer) => {
-      logs += d.toString();
-    });
-    proxy.stderr?.on("data", (d: Buffer) => {
-      logs += d.toString();
-    });
-    exited = new Promise((resolve) => proxy.once("exit", (code) => resolve(code)));
-
-    await eventually("traffic to the cluster IP reaching pod-a", async () => {
-      if (proxy.exitCode !== null) throw new Error(`worknode proxy exited (${proxy.exitCode}):\n${logs}`);
-      return (await connect(CLUSTER_IP)) === "pod-a";
-    });
-    expect(logs).toContain("worknode proxy is running");
+    const started = spawnCliProxy(
+      (command, args) => node.spawn(command, args),
+      ["--services-file", servicesFile, "--hostname-override", "node-1", "--cluster-cidr", "10.244.0.0/16"],
+    );
+    proxy = started.child;
+    out = started.out;
+    await started.waitServing(
+      "traffic to the cluster IP reaching pod-a",
+      async () => (await connect(CLUSTER_IP)) === "pod-a",
+    );
+    expect(out.text).toContain("worknode proxy is running");
     expect(await connect(EMPTY_IP)).toBe("error:ECONNREFUSED");
     const nat = (await node.exec("iptables-save", ["-t", "nat"])).stdout;
     expect(nat).toContain('-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
@@ -251,8 +198,8 @@ describe("worknode proxy --services-file in a node namespace", () => {
 
   it("stops on SIGTERM with status 0 and leaves the rules in place", async () => {
     proxy.kill("SIGTERM");
-    expect(await exited).toBe(0);
-    expect(logs).toContain("the rules stay in place");
+    expect(await out.exited).toBe(0);
+    expect(out.text).toContain("the rules stay in place");
     expect(await connect(CLUSTER_IP)).toBe("pod-b");
   });
 

@@ -1,3 +1,4 @@
+export * from "./backend-support.js";
 export * from "./bounded-frequency-runner.js";
 export * from "./change-set-merge.js";
 export * from "./conntrack-cleanup.js";

@@ -15,3 +15,4 @@ export * from "./persistent-map.js";
 export * from "./ports.js";
 export * from "./topology.js";
 export * from "./tracker.js";
+export * from "./traffic-plan.js";

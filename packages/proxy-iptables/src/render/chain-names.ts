@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import type { Protocol, ServicePortName } from "@worknode/core";
+import { type Protocol, type ServicePortName, sha256Base32 } from "@worknode/core";
 
 /** nat and filter: the chain jumped to from PREROUTING / OUTPUT (nat) and FORWARD / OUTPUT (filter). */
 export const KUBE_SERVICES = "KUBE-SERVICES";
@@ -45,28 +44,9 @@ export const SEP_PREFIX = "KUBE-SEP-";
 
 const SERVICE_CHAIN_PREFIXES = [SVC_PREFIX, SVL_PREFIX, EXT_PREFIX, FW_PREFIX, SEP_PREFIX] as const;
 
-const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
-/** The first 16 characters of the RFC 4648 base32 encoding of `bytes` (10 bytes are enough). */
-function base32Prefix16(bytes: Uint8Array): string {
-  let out = "";
-  let buffer = 0;
-  let bits = 0;
-  for (let i = 0; i < 10; i++) {
-    buffer = (buffer << 8) | (bytes[i] ?? 0);
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out += BASE32[(buffer >>> bits) & 31];
-    }
-    buffer &= (1 << bits) - 1;
-  }
-  return out;
-}
-
 /** `base32(sha256(text))[:16]`, kube-proxy's chain-name hash. */
 export function chainHash(text: string): string {
-  return base32Prefix16(createHash("sha256").update(text).digest());
+  return sha256Base32(text, 16);
 }
 
 /**

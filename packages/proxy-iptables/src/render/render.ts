@@ -9,12 +9,13 @@ import {
   type CategorizedEndpoints,
   type ChangeSet,
   type Cidr,
-  categorizeEndpoints,
   cidrContains,
   type Endpoint,
   type IPFamily,
   type NodeTopology,
+  type ProxyNode,
   parseCidr,
+  planServicePortTraffic,
   type ServicePort,
   type ServiceSnapshot,
 } from "@worknode/core";
@@ -43,21 +44,12 @@ export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
 /** kube-proxy's default `--iptables-masquerade-bit`. */
 export const DEFAULT_MASQUERADE_BIT = 14;
 
-/** The node the rules are rendered for. */
-export interface RenderNode {
-  /** Node name (endpoints' `nodeName`, node hints). */
-  readonly name: string;
-  /** The node's zone, for topology hints. */
-  readonly zone?: string;
-  /** The node's labels (zone fallback). */
-  readonly labels?: Readonly<Record<string, string>>;
-  /**
-   * The node's own addresses. Used for `--nodeport-addresses` (node ports are only
-   * captured on those inside the given CIDRs) and to let the node itself through a
-   * `loadBalancerSourceRanges` firewall that contains its address.
-   */
-  readonly nodeIPs: readonly string[];
-}
+/**
+ * The node the rules are rendered for. Its `nodeIPs` are used for `--nodeport-addresses`
+ * (node ports are only captured on those inside the given CIDRs) and to let the node
+ * itself through a `loadBalancerSourceRanges` firewall that contains its address.
+ */
+export type RenderNode = ProxyNode;
 
 /** Proxy options that shape the rules. */
 export interface RenderOptions {
@@ -197,13 +189,6 @@ function endpointChainOf(names: PortNames, ep: Endpoint): string {
 
 function familyOf(ip: string): IPFamily {
   return ip.includes(":") ? "IPv6" : "IPv4";
-}
-
-function ofFamily(list: readonly string[], family: IPFamily): readonly string[] {
-  if (list.length === 0) return list;
-  let all = true;
-  for (const ip of list) if (familyOf(ip) !== family) all = false;
-  return all ? list : list.filter((ip) => familyOf(ip) === family);
 }
 
 function endpointsOfFamily(list: readonly Endpoint[] | undefined, family: IPFamily): readonly Endpoint[] {
@@ -665,6 +650,8 @@ interface PortPlan {
   readonly sepChains: readonly string[];
   readonly lbIPs: readonly string[];
   readonly sourceRanges: readonly string[];
+  /** The node's address is in a source range: the LB IPs are allowed as sources too. */
+  readonly firewallAllowsLoadBalancerIPs: boolean;
   readonly hasInternalEndpoints: boolean;
   readonly hasExternalEndpoints: boolean;
   readonly usesExternalChain: boolean;
@@ -701,23 +688,17 @@ function planPort(
   const names = namesOf(sp);
   const { nameString, protocol } = names;
   const { svc: clusterPolicyChain, svl: localPolicyChain, ext: externalChain, fw: fwChain } = names.chains;
-  const externalIPs = ofFamily(sp.externalIPs, family);
-  const lbIPs = ofFamily(sp.loadBalancerIPs, family);
-  const sourceRanges = ofFamily(sp.loadBalancerSourceRanges, family);
-  const externallyAccessible = sp.nodePort !== 0 || externalIPs.length > 0 || lbIPs.length > 0;
+  const traffic = planServicePortTraffic(sp, endpoints, ctx.topology, family, ctx.nodeIP);
+  const { externalIPs, loadBalancerIPs: lbIPs, loadBalancerSourceRanges: sourceRanges } = traffic;
   const port = String(sp.port);
   const match = `-m ${protocol} -p ${protocol}`;
 
-  const cat = categorizeEndpoints(sp, endpoints, ctx.topology);
+  const cat = traffic.endpoints;
   const localEndpoints = cat.localEndpoints ?? [];
-  const hasEndpoints = cat.hasAnyEndpoints;
+  const { hasEndpoints, hasInternalEndpoints, hasExternalEndpoints } = traffic;
   const internalChain = sp.internalPolicyLocal ? localPolicyChain : clusterPolicyChain;
-  const hasInternalEndpoints = hasEndpoints && (!sp.internalPolicyLocal || localEndpoints.length > 0);
-  const hasExternalEndpoints = hasEndpoints && (!sp.externalPolicyLocal || localEndpoints.length > 0);
-  // The EXT chain is needed even without externally usable endpoints: it short-circuits
-  // traffic from this node and its pods to the cluster chain.
-  const usesExternalChain = hasEndpoints && externallyAccessible;
-  const usesFWChain = hasEndpoints && lbIPs.length > 0 && sourceRanges.length > 0;
+  const usesExternalChain = traffic.usesExternalPath;
+  const usesFWChain = traffic.usesFirewall;
   const loadBalancerChain = usesFWChain ? fwChain : externalChain;
 
   // No endpoints at all: REJECT; endpoints, but none local for a Local policy: DROP.
@@ -811,6 +792,7 @@ function planPort(
     sepChains,
     lbIPs,
     sourceRanges,
+    firewallAllowsLoadBalancerIPs: traffic.firewallAllowsLoadBalancerIPs,
     hasInternalEndpoints,
     hasExternalEndpoints,
     usesExternalChain,
@@ -870,16 +852,9 @@ function writeServiceChains(
   // Load-balancer source ranges.
   if (plan.usesFWChain) {
     const head = `-A ${fwChain} ${comment(`${nameString} loadbalancer IP`)}`;
-    let allowFromNode = false;
-    for (const text of plan.sourceRanges) {
-      out.push(`${head} -s ${text} -j ${externalChain}`);
-      const cidr = parseCidr(text);
-      if (ctx.nodeIP !== undefined && cidr !== undefined && cidrContains(cidr, ctx.nodeIP))
-        allowFromNode = true;
-    }
-    // A VIP-style load balancer's IP is often local to the node: traffic from the node to
-    // it loops back with the VIP as source.
-    if (allowFromNode) for (const ip of plan.lbIPs) out.push(`${head} -s ${ip} -j ${externalChain}`);
+    for (const text of plan.sourceRanges) out.push(`${head} -s ${text} -j ${externalChain}`);
+    if (plan.firewallAllowsLoadBalancerIPs)
+      for (const ip of plan.lbIPs) out.push(`${head} -s ${ip} -j ${externalChain}`);
     out.push(
       `-A ${fwChain} ${comment(`other traffic to ${nameString} will be dropped by KUBE-PROXY-FIREWALL`)}`,
     );

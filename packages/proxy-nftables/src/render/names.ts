@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
-import type { IPFamily, Protocol, ServicePortName } from "@worknode/core";
+import { type IPFamily, type Protocol, type ServicePortName, sha256Base32 } from "@worknode/core";
 
 /** The table of both families (`ip kube-proxy`, `ip6 kube-proxy`), as kube-proxy names it. */
 export const NFTABLES_TABLE = "kube-proxy";
@@ -46,24 +45,9 @@ export const AFFINITY_SET_PREFIX = "affinity-";
 /** nft's limit on object names, less the longest prefix (kube-proxy's arithmetic). */
 const NAME_BASE_MAX = 256 - 16;
 
-const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-
 /** The first 8 characters of the RFC 4648 base32 encoding of sha256(`text`). */
 export function nameHash(text: string): string {
-  const bytes = createHash("sha256").update(text).digest();
-  let out = "";
-  let buffer = 0;
-  let bits = 0;
-  for (let i = 0; i < 5; i++) {
-    buffer = (buffer << 8) | (bytes[i] ?? 0);
-    bits += 8;
-    while (bits >= 5) {
-      bits -= 5;
-      out += BASE32[(buffer >>> bits) & 31];
-    }
-    buffer &= (1 << bits) - 1;
-  }
-  return out;
+  return sha256Base32(text, 8);
 }
 
 /** `HASH8-name`, truncated with `...` past nft's name limit (kube-proxy's `hashAndTruncate`). */

@@ -6,13 +6,10 @@
  * @module
  */
 import {
-  type CategorizedEndpoints,
-  categorizeEndpoints,
-  cidrContains,
   type Endpoint,
   type IPFamily,
   type NodeTopology,
-  parseCidr,
+  planServicePortTraffic,
   type ServicePort,
 } from "@worknode/core";
 import {
@@ -94,14 +91,6 @@ function chainNamesOf(sp: ServicePort): ServicePortChainNames {
   return n;
 }
 
-function familyOf(ip: string): IPFamily {
-  return ip.includes(":") ? "IPv6" : "IPv4";
-}
-
-function ofFamily(list: readonly string[], family: IPFamily): readonly string[] {
-  return list.every((ip) => familyOf(ip) === family) ? list : list.filter((ip) => familyOf(ip) === family);
-}
-
 /** `ip:port` / `[ip]:port`, as `dnat to` takes it. */
 function dnatTarget(ep: Endpoint): string {
   return ep.family === "IPv6" ? `[${ep.ip}]:${ep.port}` : `${ep.ip}:${ep.port}`;
@@ -139,21 +128,21 @@ export function planPort(
   const ipX = family === "IPv4" ? "ip" : "ip6";
   const proto = nftProtocol(sp.protocol);
   const names = chainNamesOf(sp);
-  const externalIPs = ofFamily(sp.externalIPs, family);
-  const lbIPs = ofFamily(sp.loadBalancerIPs, family);
-  const sourceRanges = ofFamily(sp.loadBalancerSourceRanges, family);
-  const externallyAccessible = sp.nodePort !== 0 || externalIPs.length > 0 || lbIPs.length > 0;
-
-  const cat: CategorizedEndpoints = categorizeEndpoints(sp, endpoints, ctx.topology);
+  const traffic = planServicePortTraffic(sp, endpoints, ctx.topology, family, ctx.nodeIP);
+  const {
+    externalIPs,
+    loadBalancerIPs: lbIPs,
+    hasEndpoints,
+    hasInternalEndpoints,
+    hasExternalEndpoints,
+  } = traffic;
+  const cat = traffic.endpoints;
   const clusterEndpoints = cat.clusterEndpoints ?? [];
   const localEndpoints = cat.localEndpoints ?? [];
-  const hasEndpoints = cat.hasAnyEndpoints;
   const internalChain = sp.internalPolicyLocal ? names.local : names.cluster;
   const externalPolicyChain = sp.externalPolicyLocal ? names.local : names.cluster;
-  const hasInternalEndpoints = hasEndpoints && (!sp.internalPolicyLocal || localEndpoints.length > 0);
-  const hasExternalEndpoints = hasEndpoints && (!sp.externalPolicyLocal || localEndpoints.length > 0);
-  const usesExternalChain = hasEndpoints && externallyAccessible;
-  const usesFirewallChain = hasEndpoints && lbIPs.length > 0 && sourceRanges.length > 0;
+  const usesExternalChain = traffic.usesExternalPath;
+  const usesFirewallChain = traffic.usesFirewall;
   // No endpoints at all: reject; endpoints, but none for this traffic (Local policy): drop.
   const noEndpointVerdict = (has: boolean) =>
     hasEndpoints ? (has ? undefined : "drop") : `goto ${REJECT_CHAIN}`;
@@ -202,16 +191,8 @@ export function planPort(
     chains.push({ name: names.external, rules });
   }
   if (usesFirewallChain) {
-    const sources = [...sourceRanges];
-    const allowFromNode =
-      ctx.nodeIP !== undefined &&
-      sourceRanges.some((text) => {
-        const cidr = parseCidr(text);
-        return cidr !== undefined && cidrContains(cidr, ctx.nodeIP!);
-      });
-    // A VIP-style load balancer's IP is often local to the node: traffic from the node to
-    // it loops back with the VIP as source.
-    if (allowFromNode) sources.push(...lbIPs);
+    const sources = [...traffic.loadBalancerSourceRanges];
+    if (traffic.firewallAllowsLoadBalancerIPs) sources.push(...lbIPs);
     chains.push({ name: names.firewall, rules: [`${ipX} saddr != { ${sources.join(", ")} } drop`] });
   }
 

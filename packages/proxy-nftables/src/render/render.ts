@@ -11,6 +11,7 @@ import {
   type Endpoint,
   type IPFamily,
   type NodeTopology,
+  type ProxyNode,
   parseCidr,
   type ServicePort,
   type ServiceSnapshot,
@@ -41,17 +42,8 @@ import { type PlanContext, type PlannedAffinitySet, type PortPlan, planPort } fr
 /** kube-proxy's default masquerade bit (mark 0x4000). */
 export const DEFAULT_MASQUERADE_BIT = 14;
 
-/** The node the rules are rendered for. */
-export interface NftRenderNode {
-  /** Node name (endpoints' `nodeName`, node hints). */
-  readonly name: string;
-  /** The node's zone, for topology hints. */
-  readonly zone?: string;
-  /** The node's labels (zone fallback). */
-  readonly labels?: Readonly<Record<string, string>>;
-  /** The node's addresses (`nodePortAddresses`, load-balancer source ranges). */
-  readonly nodeIPs: readonly string[];
-}
+/** The node the rules are rendered for (name, zone, labels, addresses). */
+export type NftRenderNode = ProxyNode;
 
 /** Proxy options that shape the rules. */
 export interface NftRenderOptions {
