@@ -30,6 +30,7 @@ for (const file of raw.files ?? []) {
   for (const group of file.groups ?? []) {
     for (const b of group.benchmarks ?? []) {
       rows.push({
+        file: rel,
         pkg,
         group: group.fullName.replace(/^.*?> /, ""),
         name: b.name,
@@ -116,9 +117,12 @@ for (const r of rows) r.date = date;
 const previousFile = path.join(root, "docs", "benchmarks.json");
 if (existsSync(previousFile)) {
   const previous = JSON.parse(readFileSync(previousFile, "utf8"));
-  const ran = new Set(rows.map((r) => `${r.pkg}\u0000${r.group}`));
+  const ranFiles = new Set(rows.map((r) => r.file));
+  const ranPackages = new Set(rows.map((r) => r.pkg));
   for (const r of previous.rows ?? []) {
-    if (!ran.has(`${r.pkg}\u0000${r.group}`)) rows.push({ ...r, date: r.date ?? previous.date });
+    // Rows of a file that ran are replaced; rows from before files were recorded, when their package ran.
+    if (r.file !== undefined ? ranFiles.has(r.file) : ranPackages.has(r.pkg)) continue;
+    rows.push({ ...r, date: r.date ?? previous.date });
   }
   const written = new Set(extras.map((e) => e.name));
   for (const e of previous.extras ?? []) if (!written.has(e.name)) extras.push(e);
