@@ -19,7 +19,7 @@ import {
   type SyncInput,
   type SyncStats,
 } from "@worknode/core";
-import { NFTABLES_TABLE, nftFamily } from "./render/names.js";
+import { NFTABLES_TABLE, nftFamily, SERVICES_CHAIN } from "./render/names.js";
 import {
   type NftRenderOptions,
   type NftRenderResult,
@@ -31,6 +31,12 @@ import {
 export interface NftablesProxierOptions extends ProxierNodeOptions {
   /** Table name in both families (default `kube-proxy`). */
   readonly table?: string;
+  /**
+   * On a sync with nothing to change, check that the table's `services` chain is still
+   * there (`nft list chain`) and sync fully when it is not (someone deleted the table or
+   * flushed the ruleset); default true. The iptables backend's canary, for nftables.
+   */
+  readonly canaryCheck?: boolean;
 }
 
 /** What one family's last sync sent to `nft`. */
@@ -53,6 +59,8 @@ export function parseNftErrorLine(stderr: string): number | undefined {
  *
  * - **Full sync** (first sync, after a failure, when the controller asks, or when the
  *   node labels changed): one transaction that replaces the family's table atomically.
+ * - **Canary**: a sync with nothing to change checks that the table is still there and
+ *   syncs fully when it is not.
  * - **Partial sync**: one transaction with the chains and elements of the changed
  *   service ports only; its size and the time nft takes do not grow with the number of
  *   unchanged services beyond nft's own listing of the table's chains.
@@ -184,7 +192,7 @@ export class NftablesProxier implements Proxier {
     const full = input.full || previous === undefined;
     // The render takes the previous state over: until this sync succeeds there is none.
     this.state.delete(family);
-    const render = renderNftables({
+    let render = renderNftables({
       snapshot: input.snapshot,
       changes: input.changes,
       full,
@@ -192,6 +200,17 @@ export class NftablesProxier implements Proxier {
       node: this.support.node(),
       options: this.renderOptions(family),
     });
+    if (render.payload === "" && (this.options.canaryCheck ?? true) && !(await this.tableIsThere(family))) {
+      // Nothing changed, but someone deleted the table (or flushed the ruleset).
+      this.logger.warn({ family }, "nftables table is gone: syncing fully");
+      render = renderNftables({
+        snapshot: input.snapshot,
+        changes: input.changes,
+        full: true,
+        node: this.support.node(),
+        options: this.renderOptions(family),
+      });
+    }
     const payload = render.payload;
     this.last.set(family, { family, full: render.stats.full, payload, render });
     if (payload !== "") {
@@ -217,6 +236,19 @@ export class NftablesProxier implements Proxier {
     this.chainsGauge.set({ ip_family: family }, render.stats.chains);
     this.logger.debug({ family, ...render.stats }, "nftables rules synced");
     return render;
+  }
+
+  /** Whether the family's table still has its `services` chain (the canary of a sync without changes). */
+  private async tableIsThere(family: IPFamily): Promise<boolean> {
+    const table = this.options.table ?? NFTABLES_TABLE;
+    const out = await this.support.runner.exec("nft", [
+      "list",
+      "chain",
+      nftFamily(family),
+      table,
+      SERVICES_CHAIN,
+    ]);
+    return out.code === 0;
   }
 
   /**

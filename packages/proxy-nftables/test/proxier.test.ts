@@ -74,11 +74,14 @@ describe("NftablesProxier", () => {
     expect(partial).toContain("dnat to 10.180.0.22:80");
     expect(partial).not.toContain("svc1");
 
-    // Nothing changed: no nft call at all.
+    // Nothing changed: no transaction, only the canary (is the table still there?).
     runner.reset();
     const none = tracker.commit();
     await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
-    expect(runner.calls).toEqual([]);
+    expect(runner.calls).toEqual([
+      { command: "nft", args: ["list", "chain", "ip", "kube-proxy", "services"] },
+    ]);
+    runner.reset();
     // The controller asks for a full sync.
     await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: true });
     expect(runner.calls).toHaveLength(1);
@@ -141,7 +144,9 @@ describe("NftablesProxier", () => {
     expect(runner.calls[0]!.stdin).toContain("dnat to 10.180.0.22:80");
     runner.reset();
     await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
-    expect(runner.calls).toEqual([]);
+    expect(runner.calls).toEqual([
+      { command: "nft", args: ["list", "chain", "ip", "kube-proxy", "services"] },
+    ]);
   });
 
   it("an nft error without a location: no failing line", async () => {
@@ -184,7 +189,10 @@ describe("NftablesProxier", () => {
     const none = tracker.commit();
     runner.reset();
     await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
-    expect(runner.calls).toEqual([]);
+    expect(runner.calls).toEqual([
+      { command: "nft", args: ["list", "chain", "ip", "kube-proxy", "services"] },
+    ]);
+    runner.reset();
     expect(proxier.setNodeLabels({ "topology.kubernetes.io/zone": "zone-a" })).toBe(true);
     expect(proxier.currentNodeLabels).toEqual({ "topology.kubernetes.io/zone": "zone-a" });
     await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
@@ -193,6 +201,28 @@ describe("NftablesProxier", () => {
     expect(proxier.setNodeLabels({ "topology.kubernetes.io/zone": "zone-a" })).toBe(false);
     runner.reset();
     await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
+    expect(runner.calls).toEqual([
+      { command: "nft", args: ["list", "chain", "ip", "kube-proxy", "services"] },
+    ]);
+  });
+
+  it("a sync without changes finds the table gone (canary) and syncs fully; canaryCheck: false skips the check", async () => {
+    const { snapshot, changes, tracker, runner, proxier } = setup();
+    await proxier.sync({ snapshot, changes, full: false });
+    const none = tracker.commit();
+    runner.reset();
+    runner.respond = (c) =>
+      c.args[0] === "list" ? { code: 1, stderr: "Error: No such file or directory" } : undefined;
+    await proxier.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
+    expect(runner.calls.map((c) => c.args[0])).toEqual(["list", "-f"]);
+    expect(proxier.lastApplied()!.full).toBe(true);
+    expect(runner.calls[1]!.stdin).toContain("add table ip kube-proxy");
+    expect(runner.calls[1]!.stdin).toContain("dnat to 10.180.0.2:80");
+
+    const off = new NftablesProxier({ nodeName: "test-node", runner, canaryCheck: false });
+    await off.sync({ snapshot, changes, full: true });
+    runner.reset();
+    await off.sync({ snapshot: none.snapshot, changes: none.changes, full: false });
     expect(runner.calls).toEqual([]);
   });
 
