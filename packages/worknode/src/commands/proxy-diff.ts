@@ -218,17 +218,29 @@ export function diffOwnedRules(current: SavedRules, planned: SavedRules): ChainD
   return out;
 }
 
+/** The words of a {@link formatDiffs} output: what its objects and lines are called. */
+export interface DiffWording {
+  /** The node side of the `---` header, e.g. `node (IPv4, iptables-save)`. */
+  readonly nodeSide: string;
+  /** Notes after a new / deleted object's name, e.g. ` (new chain)`. */
+  readonly added: string;
+  readonly removed: string;
+  /** Singular names of an object and of a line in the summary, e.g. `chain` and `rule`. */
+  readonly object: string;
+  readonly line: string;
+}
+
 /**
- * Formats chain diffs unified-style: a `---`/`+++` header naming both sides, then per
- * chain `@@ table CHAIN (new chain|deleted chain) @@` and its `-`/`+` rule lines, then a
- * summary line.
+ * Formats object diffs unified-style: a `---`/`+++` header naming both sides, then per
+ * object `@@ table NAME<note> @@` and its `-`/`+` lines, then a summary line
+ * (`# <family>: no differences` when there are none).
  */
-export function formatChainDiffs(diffs: readonly ChainDiff[], family: string, nodeLabel = "node"): string {
-  const lines = [`--- ${nodeLabel} (${family}, iptables-save)`, `+++ plan (${family})`];
+export function formatDiffs(diffs: readonly ChainDiff[], family: string, words: DiffWording): string {
+  const lines = [`--- ${words.nodeSide}`, `+++ plan (${family})`];
   let added = 0;
   let removed = 0;
   for (const d of diffs) {
-    const note = d.status === "added" ? " (new chain)" : d.status === "removed" ? " (deleted chain)" : "";
+    const note = d.status === "added" ? words.added : d.status === "removed" ? words.removed : "";
     lines.push(`@@ ${d.table} ${d.chain}${note} @@`);
     for (const l of d.lines) {
       lines.push(`${l.op}${l.text}`);
@@ -236,12 +248,27 @@ export function formatChainDiffs(diffs: readonly ChainDiff[], family: string, no
       else removed++;
     }
   }
+  const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
   lines.push(
     diffs.length === 0
       ? `# ${family}: no differences`
-      : `# ${family}: ${diffs.length} chain${diffs.length === 1 ? "" : "s"} differ: ${added} rule${added === 1 ? "" : "s"} to add, ${removed} to remove`,
+      : `# ${family}: ${plural(diffs.length, words.object)} differ: ${plural(added, words.line)} to add, ${removed} to remove`,
   );
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Formats iptables chain diffs unified-style ({@link formatDiffs}): per chain
+ * `@@ table CHAIN (new chain|deleted chain) @@` and its `-`/`+` rule lines.
+ */
+export function formatChainDiffs(diffs: readonly ChainDiff[], family: string, nodeLabel = "node"): string {
+  return formatDiffs(diffs, family, {
+    nodeSide: `${nodeLabel} (${family}, iptables-save)`,
+    added: " (new chain)",
+    removed: " (deleted chain)",
+    object: "chain",
+    line: "rule",
+  });
 }
 
 /**

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type ChainDiff, type DiffLine, diffLines } from "./proxy-diff.js";
+import { type ChainDiff, type DiffLine, diffLines, formatDiffs } from "./proxy-diff.js";
 
 /** One object of an nftables table as `nft list table` prints it. */
 export interface NftObject {
@@ -162,27 +162,15 @@ export function diffNftTables(current: NftTable, planned: NftTable, tableLabel: 
 }
 
 /**
- * Formats nftables object diffs unified-style: a `---`/`+++` header naming both sides,
- * then per object `@@ <family> kube-proxy <kind> <name> (new|deleted) @@` and its
- * `-`/`+` lines, then a summary line (`# IPv4: no differences` when there are none).
+ * Formats nftables object diffs unified-style ({@link formatDiffs}): per object
+ * `@@ <family> kube-proxy <kind> <name> (new|deleted) @@` and its `-`/`+` lines.
  */
 export function formatNftDiffs(diffs: readonly ChainDiff[], family: string, source: string): string {
-  const lines = [`--- node (${family}, ${source})`, `+++ plan (${family})`];
-  let added = 0;
-  let removed = 0;
-  for (const d of diffs) {
-    const note = d.status === "added" ? " (new)" : d.status === "removed" ? " (deleted)" : "";
-    lines.push(`@@ ${d.table} ${d.chain}${note} @@`);
-    for (const l of d.lines) {
-      lines.push(`${l.op}${l.text}`);
-      if (l.op === "+") added++;
-      else removed++;
-    }
-  }
-  lines.push(
-    diffs.length === 0
-      ? `# ${family}: no differences`
-      : `# ${family}: ${diffs.length} object${diffs.length === 1 ? "" : "s"} differ: ${added} line${added === 1 ? "" : "s"} to add, ${removed} to remove`,
-  );
-  return `${lines.join("\n")}\n`;
+  return formatDiffs(diffs, family, {
+    nodeSide: `node (${family}, ${source})`,
+    added: " (new)",
+    removed: " (deleted)",
+    object: "object",
+    line: "line",
+  });
 }
