@@ -98,6 +98,29 @@ export async function listNetns(): Promise<string[]> {
 }
 
 /**
+ * `exec` and `spawn` inside namespace `name` (through `ip netns exec`); spawned children
+ * are kept in `children` until they exit, so their owner can kill them on teardown.
+ */
+export function netnsRunners(
+  name: string,
+  children: Set<ChildProcess>,
+): Pick<Netns, "name" | "exec" | "spawn"> {
+  return {
+    name,
+    exec: (command, args, opts) => runCommand("ip", ["netns", "exec", name, command, ...args], opts),
+    spawn(command, args) {
+      const child = spawn("ip", ["netns", "exec", name, command, ...args], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      children.add(child);
+      child.once("exit", () => children.delete(child));
+      child.on("error", () => children.delete(child));
+      return child;
+    },
+  };
+}
+
+/**
  * Creates a network namespace `wn-<prefix>-<random>` with `lo` up.
  *
  * @param prefix a short lowercase tag (1-12 characters) naming the namespace's role
@@ -110,17 +133,7 @@ export async function createNetns(prefix = "ns"): Promise<Netns> {
   const children = new Set<ChildProcess>();
   let destroyed: Promise<void> | undefined;
   const ns: Netns = {
-    name,
-    exec: (command, args, opts) => runCommand("ip", ["netns", "exec", name, command, ...args], opts),
-    spawn(command, args) {
-      const child = spawn("ip", ["netns", "exec", name, command, ...args], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      children.add(child);
-      child.once("exit", () => children.delete(child));
-      child.on("error", () => children.delete(child));
-      return child;
-    },
+    ...netnsRunners(name, children),
     destroy() {
       destroyed ??= (async () => {
         untrack();

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
@@ -26,7 +26,7 @@ import {
   runCommand,
   terminateProcesses,
 } from "./exec.js";
-import type { Netns } from "./netns.js";
+import { type Netns, netnsRunners } from "./netns.js";
 
 /**
  * A network namespace of a {@link ProxyLab}: a {@link Netns} without `destroy` (the lab kills
@@ -500,19 +500,7 @@ export async function createProxyLab(opts: ProxyLabOptions): Promise<ProxyLab> {
     // No duplicate address detection: link-local addresses are usable at once.
     for (const conf of ["all", "default"])
       await ip(["netns", "exec", name, "sysctl", "-q", "-w", `net.ipv6.conf.${conf}.accept_dad=0`]);
-    return {
-      name,
-      exec: (command, args, o) => runCommand("ip", ["netns", "exec", name, command, ...args], o),
-      spawn(command, args) {
-        const child = spawn("ip", ["netns", "exec", name, command, ...args], {
-          stdio: ["ignore", "pipe", "pipe"],
-        });
-        children.add(child);
-        child.once("exit", () => children.delete(child));
-        child.on("error", () => children.delete(child));
-        return child;
-      },
-    };
+    return netnsRunners(name, children);
   };
 
   let destroyed: Promise<void> | undefined;
