@@ -200,7 +200,16 @@ export class NftablesProxier implements Proxier {
       node: this.support.node(),
       options: this.renderOptions(family),
     });
-    if (render.payload === "" && (this.options.canaryCheck ?? true) && !(await this.tableIsThere(family))) {
+    // The canary runs on syncs with nothing to change at all (the controller's periodic
+    // ones), not on every family a change left alone.
+    const nothingChanged =
+      input.changes.changedServicePorts.size === 0 && input.changes.deletedServicePorts.size === 0;
+    if (
+      render.payload === "" &&
+      nothingChanged &&
+      (this.options.canaryCheck ?? true) &&
+      !(await this.tableIsThere(family))
+    ) {
       // Nothing changed, but someone deleted the table (or flushed the ruleset).
       this.logger.warn({ family }, "nftables table is gone: syncing fully");
       render = renderNftables({

@@ -226,6 +226,18 @@ describe("NftablesProxier", () => {
     expect(runner.calls).toEqual([]);
   });
 
+  it("a change in one family is not followed by a canary check of the other", async () => {
+    const { snapshot, changes, tracker, slices, runner, proxier } = setup({ families: ["IPv4", "IPv6"] });
+    await proxier.sync({ snapshot, changes, full: false });
+    runner.reset();
+    tracker.endpointSliceHandler.onUpdate!(slices[2]!, fixtureSlice(2, ["10.180.0.22"]));
+    const next = tracker.commit();
+    await proxier.sync({ snapshot: next.snapshot, changes: next.changes, full: false });
+    expect(runner.calls.map((c) => c.args.join(" "))).toEqual(["-f -"]);
+    expect(runner.calls[0]!.stdin).toContain("ip kube-proxy");
+    expect(proxier.lastApplied("IPv6")!.payload).toBe("");
+  });
+
   it("deletes stale UDP conntrack entries after the nft transaction", async () => {
     const dns = [{ name: "dns", port: 53, protocol: "UDP" as const }];
     const s = svc({ ns: "kube-system", name: "dns", clusterIP: "172.30.0.10", ports: dns });
