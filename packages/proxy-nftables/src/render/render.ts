@@ -15,6 +15,7 @@ import {
   parseCidr,
   type ServicePort,
   type ServiceSnapshot,
+  WorknodeError,
 } from "@worknode/core";
 import { type ElementChange, ElementIndex } from "./element-index.js";
 import {
@@ -139,10 +140,9 @@ export class NftRenderState {
 }
 
 /** Thrown when a render state is given to a second partial render. */
-export class NftRenderStateReusedError extends Error {
+export class NftRenderStateReusedError extends WorknodeError {
   constructor() {
-    super("this nftables render state was already taken over by a later render");
-    this.name = "NftRenderStateReusedError";
+    super("NFT_RENDER_STATE_REUSED", "this nftables render state was already taken over by a later render");
   }
 }
 
