@@ -53,6 +53,15 @@ export function addressesOfFamily(list: readonly string[], family: IPFamily): re
   return list.every((ip) => familyOf(ip) === family) ? list : list.filter((ip) => familyOf(ip) === family);
 }
 
+/** The endpoints of `list` in `family` (the list itself when all are; none for undefined). */
+export function endpointsOfFamily(
+  list: readonly Endpoint[] | undefined,
+  family: IPFamily,
+): readonly Endpoint[] {
+  if (list === undefined || list.length === 0) return [];
+  return list.every((ep) => ep.family === family) ? list : list.filter((ep) => ep.family === family);
+}
+
 /**
  * Decides a service port's traffic handling in one family, as kube-proxy's backends do.
  *

@@ -11,6 +11,7 @@ import {
   type Cidr,
   cidrContains,
   type Endpoint,
+  endpointsOfFamily,
   type IPFamily,
   type NodeTopology,
   type ProxyNode,
@@ -189,13 +190,6 @@ function endpointChainOf(names: PortNames, ep: Endpoint): string {
 
 function familyOf(ip: string): IPFamily {
   return ip.includes(":") ? "IPv6" : "IPv4";
-}
-
-function endpointsOfFamily(list: readonly Endpoint[] | undefined, family: IPFamily): readonly Endpoint[] {
-  if (list === undefined || list.length === 0) return [];
-  let all = true;
-  for (const ep of list) if (ep.family !== family) all = false;
-  return all ? list : list.filter((ep) => ep.family === family);
 }
 
 /** A comment argument: quoted when it contains a space, as kube-proxy writes it. */

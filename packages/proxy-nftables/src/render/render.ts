@@ -8,7 +8,7 @@
 import {
   type ChangeSet,
   cidrContains,
-  type Endpoint,
+  endpointsOfFamily,
   type IPFamily,
   type NodeTopology,
   type ProxyNode,
@@ -148,11 +148,6 @@ export class NftRenderStateReusedError extends WorknodeError {
 
 function familyOf(ip: string): IPFamily {
   return ip.includes(":") ? "IPv6" : "IPv4";
-}
-
-function endpointsOfFamily(list: readonly Endpoint[] | undefined, family: IPFamily): readonly Endpoint[] {
-  if (list === undefined || list.length === 0) return [];
-  return list.every((ep) => ep.family === family) ? list : list.filter((ep) => ep.family === family);
 }
 
 interface Layout {
