@@ -18,6 +18,7 @@ require_root_linux() {
 SYSTEM_PACKAGES=(
   containerd runc containernetworking-plugins umoci skopeo busybox-static
   iptables nftables conntrack iproute2 curl gcc libc6-dev openssl ca-certificates
+  clang libbpf-dev bpftool
 )
 
 ensure_system_packages() {

@@ -1,8 +1,56 @@
 /**
- * `@worknode/proxy-ebpf`: not implemented yet — see this package's README for its status.
+ * `@worknode/proxy-ebpf`: the eBPF service-proxy backend. Cgroup socket hooks balance
+ * service traffic at `connect()` / `sendmsg()`, from BPF maps that {@link EbpfProxier}
+ * keeps in step with the service snapshot.
  *
  * @packageDocumentation
  */
-
-/** Implementation state of this package, so that tools and users can tell an empty package apart. */
-export const implementationStatus = "not-yet" as const;
+export {
+  type AttachedProgram,
+  attachTypeArgument,
+  BpftoolError,
+  cgroup2Root,
+  EbpfUnavailableError,
+} from "./bpf-tool.js";
+export { checkPinPath, renderBatch, UnsafePinPathError } from "./maps/batch.js";
+export {
+  type BackendAddress,
+  backendsSignature,
+  decodeBackendKey,
+  decodeBackendValue,
+  decodeServiceKey,
+  decodeServiceValue,
+  encodeBackendKey,
+  encodeBackendValue,
+  encodeServiceKey,
+  encodeServiceValue,
+  type Frontend,
+  type FrontendValue,
+  frontendId,
+  MAP_LAYOUT_VERSION,
+  MapLayoutError,
+  PROGRAMS,
+} from "./maps/layout.js";
+export {
+  type BackendGroup,
+  nodePortFrontendIPs,
+  type PlannedFrontend,
+  type PlanOptions,
+  type PortPlan,
+  planPort,
+} from "./maps/plan.js";
+export {
+  EbpfMapState,
+  type FrontendConflict,
+  GroupIdsExhaustedError,
+  type KernelMaps,
+  type MapDiff,
+  type MapOp,
+} from "./maps/state.js";
+export {
+  DEFAULT_PIN_PATH,
+  defaultObjectPath,
+  type EbpfAppliedBatch,
+  EbpfProxier,
+  type EbpfProxierOptions,
+} from "./proxier.js";

@@ -11,6 +11,7 @@
  * @packageDocumentation
  */
 export * from "./apt.js";
+export * from "./cgroup.js";
 export * from "./cni-cleanup.js";
 export * from "./containerd.js";
 export * from "./containerd-config.js";

@@ -282,10 +282,11 @@ clientConnection: {kubeconfig: /from/file}
 });
 
 describe("flag values", () => {
-  it("proxy modes: iptables and nftables run, kube-proxy's others are not implemented, the rest is a usage error", () => {
+  it("proxy modes: iptables, nftables and ebpf run, kube-proxy's others are not implemented, the rest is a usage error", () => {
     expect(checkProxyMode("iptables")).toBe("iptables");
     expect(checkProxyMode("nftables")).toBe("nftables");
-    for (const m of ["userspace", "ipvs", "ebpf"]) {
+    expect(checkProxyMode("ebpf")).toBe("ebpf");
+    for (const m of ["userspace", "ipvs"]) {
       const err = (() => {
         try {
           checkProxyMode(m);
@@ -296,7 +297,7 @@ describe("flag values", () => {
       expect(err).toBeInstanceOf(ConfigError);
       expect(err).not.toBeInstanceOf(CliUsageError);
       expect((err as Error).message).toBe(
-        `--proxy-mode: proxy mode "${m}" is not implemented yet (implemented: iptables, nftables)`,
+        `--proxy-mode: proxy mode "${m}" is not implemented yet (implemented: iptables, nftables, ebpf)`,
       );
     }
     expect(() => checkProxyMode("kernelspace")).toThrow(CliUsageError);

@@ -244,10 +244,11 @@ nftables:
 });
 
 describe("proxy modes", () => {
-  it("iptables and nftables are implemented; userspace, ipvs and ebpf are not yet; anything else is a usage error", () => {
+  it("iptables, nftables and ebpf are implemented; userspace and ipvs are not yet; anything else is a usage error", () => {
     expect(checkProxyMode("iptables")).toBe("iptables");
     expect(checkProxyMode("nftables")).toBe("nftables");
-    for (const m of ["userspace", "ipvs", "ebpf"]) {
+    expect(checkProxyMode("ebpf")).toBe("ebpf");
+    for (const m of ["userspace", "ipvs"]) {
       let err: unknown;
       try {
         checkProxyMode(m);
@@ -257,7 +258,7 @@ describe("proxy modes", () => {
       expect(err).toBeInstanceOf(ConfigError);
       expect(err).not.toBeInstanceOf(CliUsageError);
       expect((err as Error).message).toBe(
-        `--proxy-mode: proxy mode "${m}" is not implemented yet (implemented: iptables, nftables)`,
+        `--proxy-mode: proxy mode "${m}" is not implemented yet (implemented: iptables, nftables, ebpf)`,
       );
     }
     expect(() => checkProxyMode("nft")).toThrow(CliUsageError);
@@ -303,13 +304,13 @@ describe("proxy modes", () => {
   });
 
   it("worknode proxy: unimplemented modes fail with one line before any backend is made", async () => {
-    for (const mode of ["ipvs", "userspace", "ebpf"]) {
+    for (const mode of ["ipvs", "userspace"]) {
       const b = recordingBackends();
       const cmd = createProxyCommand({ backendFor: b.backendFor });
       await expect(
         cmd.run(["--services-file", file("services.yaml"), "--proxy-mode", mode], capture().io),
       ).rejects.toThrow(
-        new RegExp(`proxy mode "${mode}" is not implemented yet \\(implemented: iptables, nftables\\)`),
+        new RegExp(`proxy mode "${mode}" is not implemented yet \\(implemented: iptables, nftables, ebpf\\)`),
       );
       expect(b.state.modes).toEqual([]);
     }
@@ -341,7 +342,7 @@ describe("proxy modes", () => {
         ["--proxy-mode", "ipvs", "--cleanup"],
         capture().io,
       ),
-    ).rejects.toThrow(/proxy mode "ipvs" is not implemented yet \(implemented: iptables, nftables\)/);
+    ).rejects.toThrow(/proxy mode "ipvs" is not implemented yet \(implemented: iptables, nftables, ebpf\)/);
     expect(b.state.modes).toEqual(["nftables", "iptables"]);
   });
 

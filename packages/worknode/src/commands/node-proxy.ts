@@ -3,7 +3,7 @@
  * EndpointSlices from the file or — for a Service with a selector and no slice —
  * generated from the node's own pods by the {@link LocalEndpointSliceController},
  * the change tracker, the {@link ProxyController} and the backend of the proxy mode
- * (iptables or nftables), with
+ * (iptables, nftables or ebpf), with
  * kube-proxy's healthz and metrics servers.
  *
  *   services file ─ Services ──────────────────────────────┐
@@ -45,7 +45,7 @@ export interface NodeProxySettings {
   readonly nodePortAddresses: readonly string[];
   /** `--iptables-masquerade-bit`. */
   readonly masqueradeBit: number;
-  /** `--iptables-localhost-nodeports` (iptables mode only). */
+  /** `--iptables-localhost-nodeports` (iptables and ebpf modes). */
   readonly localhostNodePorts: boolean;
   /** `--iptables-min-sync-period` in milliseconds. */
   readonly minSyncPeriodMs: number;

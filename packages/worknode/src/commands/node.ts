@@ -7,7 +7,7 @@
  * it): static pods run over CRI, with probes, restarts and the kubelet's
  * endpoints (`/healthz` on 127.0.0.1:10248, the kubelet API on 127.0.0.1:10250).
  * The proxy half (see node-proxy.ts) programs the services file's Services with
- * the backend of `--proxy-mode` (iptables, the default, or nftables); a Service with a selector and no EndpointSlice gets
+ * the backend of `--proxy-mode` (iptables, the default, nftables or ebpf); a Service with a selector and no EndpointSlice gets
  * slices generated from the kubelet's pods (labels, pod IPs, readiness), kept up
  * to date as the pods change. Proxy flags are kube-proxy's; as kube-proxy, the
  * agent leaves its rules in place when it stops, and `--cleanup` removes them.
@@ -27,8 +27,9 @@ import { type RunningKubelet, startKubelet } from "./kubelet.js";
 import type { KubeletCommandConfig } from "./kubelet-config.js";
 import { KubeletPodSource } from "./node-pods.js";
 import { type NodeProxySettings, startNodeProxy } from "./node-proxy.js";
-import { createProxyBackend, type ProxyBackend } from "./proxy-backend.js";
+import { createProxyBackend, type ProxyBackend, type ProxyBackendOptions } from "./proxy-backend.js";
 import {
+  checkEbpfSettings,
   checkNodePortAddresses,
   checkProxyMode,
   DEFAULT_MASQUERADE_BIT,
@@ -81,8 +82,17 @@ const FLAGS = {
   },
   "proxy-mode": {
     kind: "string",
-    help: "Which proxy mode programs the Services (kube-proxy's --proxy-mode): iptables or nftables",
+    help: "Which proxy mode programs the Services (kube-proxy's --proxy-mode): iptables, nftables or ebpf (cgroup socket load balancing)",
     default: "iptables",
+  },
+  "ebpf-cgroup-path": {
+    kind: "string",
+    help: "ebpf mode: cgroup v2 directory whose sockets (and its descendants') are balanced (default: the root of the cgroup v2 hierarchy)",
+  },
+  "ebpf-pin-path": {
+    kind: "string",
+    help: "ebpf mode: bpffs directory of the pinned programs and maps; the other modes remove what is pinned there at start",
+    default: "/sys/fs/bpf/worknode",
   },
   "cluster-cidr": {
     kind: "string",
@@ -100,7 +110,7 @@ const FLAGS = {
   },
   "iptables-localhost-nodeports": {
     kind: "string",
-    help: "true or false: node ports also answer on 127.0.0.1 (sets route_localnet; installs KUBE-FIREWALL); iptables mode only",
+    help: "true or false: node ports also answer on 127.0.0.1 (iptables mode: sets route_localnet, installs KUBE-FIREWALL); iptables and ebpf modes",
     default: "true",
   },
   "iptables-min-sync-period": {
@@ -129,7 +139,7 @@ const FLAGS = {
   },
   cleanup: {
     kind: "boolean",
-    help: "Remove every proxy rule this agent (or kube-proxy's iptables or nftables mode) wrote, then exit; rules are otherwise left in place on exit, as kube-proxy leaves them",
+    help: "Remove every proxy rule this agent (or kube-proxy's iptables or nftables mode) wrote and the ebpf mode's programs and pins, then exit; rules are otherwise left in place on exit, as kube-proxy leaves them",
   },
   "log-level": { kind: "string", help: "trace, debug, info, warn or error", default: "info" },
 } as const satisfies Record<string, FlagSpec>;
@@ -143,8 +153,20 @@ const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
 export interface NodeCommandDeps {
   /** One proxy backend for every mode (tests); default {@link NodeCommandDeps.proxyBackendFor}. */
   readonly proxyBackend?: ProxyBackend;
-  /** The backend of the selected `--proxy-mode`; default that mode on this host. */
-  readonly proxyBackendFor?: (mode: ProxyMode) => ProxyBackend;
+  /** The backend of the selected `--proxy-mode` (with the `--ebpf-*` paths); default that mode on this host. */
+  readonly proxyBackendFor?: (mode: ProxyMode, options?: ProxyBackendOptions) => ProxyBackend;
+}
+
+/** Runs a check of flag values; its ConfigError becomes a usage error (exit 2). */
+function checkUsage<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ConfigError && !(err instanceof CliUsageError)) {
+      throw new CliUsageError(err.message, { cause: err });
+    }
+    throw err;
+  }
 }
 
 function parseBooleanValue(flag: string, value: string): boolean {
@@ -194,7 +216,7 @@ function resolveNodeProxySettings(flags: ReturnType<typeof parseNodeFlags>["flag
     masqueradeAll: flags["masquerade-all"] ?? false,
     nodePortAddresses: checkNodePortAddresses((flags["nodeport-addresses"] ?? "").split(",")),
     masqueradeBit: bit,
-    // kube-proxy's nftables mode never serves node ports on 127.0.0.1.
+    // kube-proxy's nftables mode never serves node ports on 127.0.0.1 (the ebpf mode does).
     localhostNodePorts: mode === "nftables" ? false : localhostNodePorts,
     minSyncPeriodMs: flags["iptables-min-sync-period"],
     syncPeriodMs: flags["iptables-sync-period"],
@@ -223,13 +245,22 @@ async function runNodeCommand(argv: readonly string[], io: CliIO, deps: NodeComm
     throw new ConfigError(`--log-level: "${level}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
   const proxy = resolveNodeProxySettings(flags);
+  const ebpf = checkUsage(() =>
+    checkEbpfSettings({
+      ...(flags["ebpf-cgroup-path"] !== undefined ? { cgroupPath: flags["ebpf-cgroup-path"] } : {}),
+      pinPath: flags["ebpf-pin-path"],
+    }),
+  );
   const backend =
-    deps.proxyBackend ?? (deps.proxyBackendFor ?? ((mode) => createProxyBackend(mode)))(proxy.mode);
+    deps.proxyBackend ??
+    (deps.proxyBackendFor ?? ((mode, options) => createProxyBackend(mode, undefined, options)))(proxy.mode, {
+      ebpf,
+    });
   if (flags.cleanup) {
     const logger = createLogger({ name: "worknode-node", level: level as (typeof LOG_LEVELS)[number] });
     const families = await backend.cleanup(logger);
     io.stdout(
-      `removed the proxy rules (${families.join(", ") || "no usable iptables or nftables family"})\n`,
+      `removed the proxy rules (${families.join(", ") || "no usable iptables or nftables family, no ebpf pins"})\n`,
     );
     return 0;
   }

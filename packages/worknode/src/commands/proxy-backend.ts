@@ -1,13 +1,15 @@
 /**
- * The host side of `worknode proxy`'s backends (iptables and nftables): which IP
+ * The host side of `worknode proxy`'s backends (iptables, nftables and ebpf): which IP
  * families work on this node, the proxier of the selected mode, `--cleanup` of
  * everything any implemented mode writes, reading the node's current rules, and
  * letting the kernel canonicalise a planned payload (for `plan --diff`). Everything
  * goes through a {@link CommandRunner}, so tests can swap it and the system tests can
- * run it inside a network namespace.
+ * run it inside a network namespace (the ebpf mode's file-system checks too, with
+ * `stat -f`; only the removal of its pin directory, by the ebpf proxier, is done here).
  *
  * @module
  */
+import { dirname } from "node:path";
 import {
   type CommandRunner,
   createCommandRunner,
@@ -18,6 +20,7 @@ import {
   type Registry,
   UnavailableError,
 } from "@worknode/core";
+import { cgroup2Root, DEFAULT_PIN_PATH, EbpfProxier, EbpfUnavailableError } from "@worknode/proxy-ebpf";
 import { binariesFor, IptablesProxier } from "@worknode/proxy-iptables";
 import { NFTABLES_TABLE, NftablesProxier, nftFamily } from "@worknode/proxy-nftables";
 import type { ProxyMode } from "./proxy-config.js";
@@ -37,7 +40,7 @@ export interface CliProxierOptions {
   /** Node addresses (CIDRs, keywords expanded) that accept node-port traffic. */
   readonly nodePortAddresses: readonly string[];
   readonly masqueradeBit: number;
-  /** iptables mode only: node ports also answer on 127.0.0.1. */
+  /** iptables and ebpf modes: node ports also answer on 127.0.0.1. */
   readonly localhostNodePorts: boolean;
   readonly logger: Logger;
 }
@@ -65,6 +68,42 @@ export interface ProxyBackend {
 
 const FAMILIES: readonly IPFamily[] = ["IPv4", "IPv6"];
 
+/** `BPF_FS_MAGIC`: the file-system type of a bpffs mount. */
+const BPF_FS_MAGIC = 0xcafe4a11;
+/** `CGROUP2_SUPER_MAGIC`: the file-system type of a cgroup v2 mount. */
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+/**
+ * Where the ebpf mode attaches and pins: for its backend, and for removing its leftovers
+ * from any mode (`--cleanup`, the other modes' start).
+ */
+export interface EbpfBackendOptions {
+  /** cgroup v2 directory the programs are attached to; undefined: the cgroup v2 root. */
+  readonly cgroupPath?: string;
+  /** bpffs directory of the pinned programs and maps (default `/sys/fs/bpf/worknode`). */
+  readonly pinPath?: string;
+  /** Finds the root of the cgroup v2 hierarchy (default: from `/proc/self/mountinfo`). */
+  readonly cgroup2Root?: () => Promise<string>;
+  /**
+   * Detaches the worknode programs from `cgroupPath` and removes `pinPath` (default: a fresh
+   * {@link EbpfProxier}'s `cleanup`). Called only when `pinPath` is a directory on bpffs.
+   */
+  readonly removePinned?: (target: EbpfCleanupTarget) => Promise<void>;
+}
+
+/** What {@link EbpfBackendOptions.removePinned} removes. */
+export interface EbpfCleanupTarget {
+  readonly runner: CommandRunner;
+  readonly cgroupPath: string;
+  readonly pinPath: string;
+}
+
+/** Options of {@link createProxyBackend} besides the runner. */
+export interface ProxyBackendOptions {
+  /** The ebpf mode's paths (its backend's, and where every mode looks for its leftovers). */
+  readonly ebpf?: EbpfBackendOptions;
+}
+
 /**
  * Whether iptables of `family` works: `iptables -w 5 -t nat -n -L POSTROUTING` succeeds
  * (what kube-proxy checks before using a family). Lists only; creates nothing.
@@ -85,18 +124,68 @@ export async function nftablesFamilyPresent(runner: CommandRunner, family: IPFam
 }
 
 /**
+ * The file-system type of `path` (`stat -f -c %t`, through `runner`); undefined when stat
+ * fails (the path does not exist) or prints no number.
+ */
+export async function fileSystemType(runner: CommandRunner, path: string): Promise<number | undefined> {
+  const out = await runner.exec("stat", ["-f", "-c", "%t", path]);
+  if (out.code !== 0) return undefined;
+  const text = out.stdout.trim();
+  return /^[0-9a-f]+$/i.test(text) ? Number.parseInt(text, 16) : undefined;
+}
+
+/**
+ * Checks that the ebpf mode can run here: `bpftool` runs, the parent of the pin path is a
+ * bpffs mount and the cgroup path (default: the cgroup v2 root) is a cgroup v2 directory.
+ * Creates nothing.
+ * @returns the cgroup path
+ * @throws EbpfUnavailableError saying what is missing and how to provide it
+ */
+export async function checkEbpfAvailable(runner: CommandRunner, o: EbpfBackendOptions = {}): Promise<string> {
+  const bpffs = dirname(o.pinPath ?? DEFAULT_PIN_PATH);
+  const type = await fileSystemType(runner, bpffs);
+  if (type !== BPF_FS_MAGIC) {
+    throw new EbpfUnavailableError(
+      `proxy mode ebpf: ${bpffs} ${type === undefined ? "is not there" : "is not a bpffs mount"}; mount bpffs: mount -t bpf bpf ${bpffs}`,
+    );
+  }
+  const cgroup = o.cgroupPath ?? (await (o.cgroup2Root ?? cgroup2Root)());
+  const cgroupType = await fileSystemType(runner, cgroup);
+  if (cgroupType !== CGROUP2_SUPER_MAGIC) {
+    throw new EbpfUnavailableError(
+      `proxy mode ebpf: ${cgroupType === undefined ? `cgroup ${cgroup} is not there` : `${cgroup} is not a cgroup v2 directory`} (--ebpf-cgroup-path)`,
+    );
+  }
+  const version = await runner.exec("bpftool", ["version"]);
+  if (version.code !== 0) {
+    const why = (version.stderr.trim().split("\n")[0] ?? "") || `exit ${version.code}`;
+    throw new EbpfUnavailableError(
+      `proxy mode ebpf: bpftool does not run (${why}); install bpftool (and run as root)`,
+    );
+  }
+  return cgroup;
+}
+
+/**
  * Removes everything every implemented mode ever wrote, as kube-proxy's `--cleanup`:
- * the iptables mode's chains and rules (iptables and ip6tables) and the nftables mode's
- * tables (`ip kube-proxy`, `ip6 kube-proxy`). Idempotent: what is absent, or a family
- * this host cannot program, is skipped.
+ * the iptables mode's chains and rules (iptables and ip6tables), the nftables mode's
+ * tables (`ip kube-proxy`, `ip6 kube-proxy`) and the ebpf mode's programs (detached from
+ * the cgroup) and pins. Idempotent: what is absent, or a family this host cannot program,
+ * is skipped.
+ * @param ebpf where the ebpf mode attached and pinned (defaults: cgroup v2 root, `/sys/fs/bpf/worknode`)
  * @returns the families in which anything could be cleaned
  * @throws UnavailableError naming what could not be removed
  */
-export async function cleanupAllModes(runner: CommandRunner, logger: Logger): Promise<IPFamily[]> {
+export async function cleanupAllModes(
+  runner: CommandRunner,
+  logger: Logger,
+  ebpf: EbpfBackendOptions = {},
+): Promise<IPFamily[]> {
   const failures: string[] = [];
   const cleaned = new Set<IPFamily>([
     ...(await cleanupIptablesMode(runner, logger, failures)),
     ...(await cleanupNftablesMode(runner, logger, failures)),
+    ...(await cleanupEbpfMode(runner, logger, failures, ebpf)),
   ]);
   if (failures.length > 0) {
     throw new UnavailableError("proxy cleanup", `cleanup incomplete: ${failures.join("; ")}`);
@@ -153,15 +242,70 @@ async function cleanupNftablesMode(
   return cleaned;
 }
 
-/** Runs one mode's cleanup at start; throws an UnavailableError naming what failed. */
-async function cleanupMode(what: string, clean: (failures: string[]) => Promise<IPFamily[]>): Promise<void> {
+/**
+ * Detaches the ebpf mode's programs and removes its pin directory when that directory is
+ * on bpffs (no bpffs or no pin directory: nothing to clean up); failures go to `failures`.
+ * The programs serve both families: both are reported cleaned.
+ */
+async function cleanupEbpfMode(
+  runner: CommandRunner,
+  logger: Logger,
+  failures: string[],
+  o: EbpfBackendOptions,
+): Promise<IPFamily[]> {
+  const pinPath = o.pinPath ?? DEFAULT_PIN_PATH;
+  // A pin directory is on bpffs; anything else at that path is not the ebpf mode's.
+  if ((await fileSystemType(runner, pinPath)) !== BPF_FS_MAGIC) {
+    logger.info({ pinPath }, "no ebpf mode pin directory on bpffs; nothing to clean up");
+    return [];
+  }
+  try {
+    const cgroupPath = o.cgroupPath ?? (await (o.cgroup2Root ?? cgroup2Root)());
+    await (o.removePinned ?? removePinnedWithProxier)({ runner, cgroupPath, pinPath });
+    logger.info({ cgroupPath, pinPath }, "ebpf programs detached and pins removed");
+    return [...FAMILIES];
+  } catch (err) {
+    failures.push(`ebpf ${pinPath}: ${describeError(err)}`);
+    return [];
+  }
+}
+
+/** The default {@link EbpfBackendOptions.removePinned}: a fresh EbpfProxier's cleanup. */
+async function removePinnedWithProxier(t: EbpfCleanupTarget): Promise<void> {
+  const proxier = new EbpfProxier({
+    nodeName: "cleanup",
+    runner: t.runner,
+    cgroupPath: t.cgroupPath,
+    pinPath: t.pinPath,
+  });
+  try {
+    await proxier.cleanup();
+  } finally {
+    await proxier.close();
+  }
+}
+
+/**
+ * Runs the other modes' cleanups at start, each in turn (a failure does not stop the
+ * next); throws an UnavailableError naming what failed.
+ */
+async function cleanupModes(
+  what: string,
+  cleaners: readonly ((failures: string[]) => Promise<IPFamily[]>)[],
+): Promise<void> {
   const failures: string[] = [];
-  await clean(failures);
+  for (const clean of cleaners) await clean(failures);
   if (failures.length > 0) throw new UnavailableError(what, failures.join("; "));
 }
 
-/** The iptables backend: real iptables through `runner` (default: spawn on this host). */
-export function createIptablesBackend(runner: CommandRunner = createCommandRunner()): ProxyBackend {
+/**
+ * The iptables backend: real iptables through `runner` (default: spawn on this host).
+ * @param ebpf where to look for the ebpf mode's leftovers
+ */
+export function createIptablesBackend(
+  runner: CommandRunner = createCommandRunner(),
+  ebpf: EbpfBackendOptions = {},
+): ProxyBackend {
   return {
     mode: "iptables",
     async detectFamilies() {
@@ -172,17 +316,24 @@ export function createIptablesBackend(runner: CommandRunner = createCommandRunne
     createProxier(options) {
       return new IptablesProxier({ ...options, runner });
     },
-    cleanup: (logger) => cleanupAllModes(runner, logger),
+    cleanup: (logger) => cleanupAllModes(runner, logger, ebpf),
     cleanupOtherModes: (logger) =>
-      cleanupMode("nftables mode leftovers", (f) => cleanupNftablesMode(runner, logger, f)),
+      cleanupModes("nftables and ebpf mode leftovers", [
+        (f) => cleanupNftablesMode(runner, logger, f),
+        (f) => cleanupEbpfMode(runner, logger, f, ebpf),
+      ]),
   };
 }
 
 /**
  * The nftables backend: kube-proxy's nftables mode (tables `ip kube-proxy` /
  * `ip6 kube-proxy`, one `nft -f -` per family and sync) through `runner`.
+ * @param ebpf where to look for the ebpf mode's leftovers
  */
-export function createNftablesBackend(runner: CommandRunner = createCommandRunner()): ProxyBackend {
+export function createNftablesBackend(
+  runner: CommandRunner = createCommandRunner(),
+  ebpf: EbpfBackendOptions = {},
+): ProxyBackend {
   return {
     mode: "nftables",
     async detectFamilies() {
@@ -204,9 +355,51 @@ export function createNftablesBackend(runner: CommandRunner = createCommandRunne
         runner,
       });
     },
-    cleanup: (logger) => cleanupAllModes(runner, logger),
+    cleanup: (logger) => cleanupAllModes(runner, logger, ebpf),
     cleanupOtherModes: (logger) =>
-      cleanupMode("iptables mode leftovers", (f) => cleanupIptablesMode(runner, logger, f)),
+      cleanupModes("iptables and ebpf mode leftovers", [
+        (f) => cleanupIptablesMode(runner, logger, f),
+        (f) => cleanupEbpfMode(runner, logger, f, ebpf),
+      ]),
+  };
+}
+
+/**
+ * The ebpf backend: socket load balancing in cgroup hooks ({@link EbpfProxier}), for both
+ * IP families (the hooks do not depend on iptables or nft), where bpffs and cgroup v2 are
+ * there ({@link checkEbpfAvailable}). `bpftool` runs through `runner`, which must see the
+ * host's /sys/fs/bpf (not `ip netns exec`, which remounts /sys).
+ */
+export function createEbpfBackend(
+  runner: CommandRunner = createCommandRunner(),
+  ebpf: EbpfBackendOptions = {},
+): ProxyBackend {
+  return {
+    mode: "ebpf",
+    async detectFamilies() {
+      await checkEbpfAvailable(runner, ebpf);
+      return [...FAMILIES];
+    },
+    createProxier(options) {
+      // No NAT: cluster CIDRs, masquerade-all and the masquerade bit do not apply.
+      return new EbpfProxier({
+        nodeName: options.nodeName,
+        nodeIPs: [...options.nodeIPs],
+        families: [...options.families],
+        nodePortAddresses: [...options.nodePortAddresses],
+        localhostNodePorts: options.localhostNodePorts,
+        logger: options.logger,
+        runner,
+        ...(ebpf.cgroupPath !== undefined ? { cgroupPath: ebpf.cgroupPath } : {}),
+        ...(ebpf.pinPath !== undefined ? { pinPath: ebpf.pinPath } : {}),
+      });
+    },
+    cleanup: (logger) => cleanupAllModes(runner, logger, ebpf),
+    cleanupOtherModes: (logger) =>
+      cleanupModes("iptables and nftables mode leftovers", [
+        (f) => cleanupIptablesMode(runner, logger, f),
+        (f) => cleanupNftablesMode(runner, logger, f),
+      ]),
   };
 }
 
@@ -214,12 +407,24 @@ export function createNftablesBackend(runner: CommandRunner = createCommandRunne
 export function createProxyBackend(
   mode: ProxyMode,
   runner: CommandRunner = createCommandRunner(),
+  options: ProxyBackendOptions = {},
 ): ProxyBackend {
-  return mode === "nftables" ? createNftablesBackend(runner) : createIptablesBackend(runner);
+  const ebpf = options.ebpf ?? {};
+  switch (mode) {
+    case "nftables":
+      return createNftablesBackend(runner, ebpf);
+    case "ebpf":
+      return createEbpfBackend(runner, ebpf);
+    default:
+      return createIptablesBackend(runner, ebpf);
+  }
 }
 
 /** What `worknode proxy` reports when no family of the backend's mode works. */
 export function noUsableFamilyError(mode: ProxyMode | undefined): UnavailableError {
+  if (mode === "ebpf") {
+    return new UnavailableError("bpftool", "no usable eBPF socket load balancing on this node");
+  }
   if (mode === "nftables") {
     return new UnavailableError(
       "nft",

@@ -7,13 +7,14 @@
  * @module
  */
 import { ConfigError, ipFamilyOf, isValidIP, parseCidr, parseDuration } from "@worknode/core";
+import { checkPinPath, DEFAULT_PIN_PATH } from "@worknode/proxy-ebpf";
 import { describeValue, readConfigDocument } from "../config-file.js";
 import { CliUsageError, type FlagSpec } from "../flags.js";
 
 /** Proxy modes implemented today (iptables is the default, as in kube-proxy). */
-export const IMPLEMENTED_PROXY_MODES = ["iptables", "nftables"] as const;
+export const IMPLEMENTED_PROXY_MODES = ["iptables", "nftables", "ebpf"] as const;
 /** Proxy modes known from kube-proxy and worknode's plans, not implemented yet. */
-export const PLANNED_PROXY_MODES = ["userspace", "ipvs", "ebpf"] as const;
+export const PLANNED_PROXY_MODES = ["userspace", "ipvs"] as const;
 /** Every proxy mode worknode knows, in the order error messages list them. */
 export const KNOWN_PROXY_MODES = ["iptables", "userspace", "nftables", "ipvs", "ebpf"] as const;
 /** An implemented proxy mode. */
@@ -48,8 +49,17 @@ export const PROXY_FLAGS = {
   },
   "proxy-mode": {
     kind: "string",
-    help: "Which proxy mode to use: iptables or nftables (userspace, ipvs and ebpf are not implemented yet)",
+    help: "Which proxy mode to use: iptables, nftables or ebpf (cgroup socket load balancing; userspace and ipvs are not implemented yet)",
     default: "iptables",
+  },
+  "ebpf-cgroup-path": {
+    kind: "string",
+    help: "ebpf mode: cgroup v2 directory whose sockets (and its descendants') are balanced (default: the root of the cgroup v2 hierarchy, every process of the node)",
+  },
+  "ebpf-pin-path": {
+    kind: "string",
+    help: "ebpf mode: bpffs directory of the pinned programs and maps (its parent must be a bpffs mount); other modes remove what is pinned there at start",
+    default: DEFAULT_PIN_PATH,
   },
   kubeconfig: {
     kind: "string",
@@ -91,7 +101,7 @@ export const PROXY_FLAGS = {
   },
   "iptables-localhost-nodeports": {
     kind: "boolean",
-    help: "NodePorts also answer on 127.0.0.1 (sets net.ipv4.conf.all.route_localnet=1 and installs KUBE-FIREWALL); =false turns it off (iptables mode only)",
+    help: "NodePorts also answer on 127.0.0.1 (iptables mode: sets net.ipv4.conf.all.route_localnet=1 and installs KUBE-FIREWALL); =false turns it off (iptables and ebpf modes)",
     default: true,
   },
   "healthz-bind-address": {
@@ -106,7 +116,7 @@ export const PROXY_FLAGS = {
   },
   cleanup: {
     kind: "boolean",
-    help: "Remove every rule any proxy mode wrote (iptables, ip6tables and the nftables tables ip/ip6 kube-proxy), then exit",
+    help: "Remove every rule any proxy mode wrote (iptables, ip6tables, the nftables tables ip/ip6 kube-proxy and the ebpf mode's cgroup programs and pins), then exit",
   },
   "log-level": { kind: "string", help: "trace, debug, info, warn or error", default: "info" },
 } as const satisfies Record<string, FlagSpec>;
@@ -120,8 +130,9 @@ export const PLAN_FLAGS = {
   "proxy-mode": PROXY_FLAGS["proxy-mode"],
   diff: {
     kind: "boolean",
-    help: "Compare with the rules on this node now (iptables-save) instead of printing the payloads; iptables mode only; needs root",
+    help: "Compare with the rules on this node now (iptables-save, nft list table, or the ebpf mode's pinned maps) instead of printing the payloads; needs root",
   },
+  "ebpf-pin-path": PROXY_FLAGS["ebpf-pin-path"],
   config: {
     kind: "string",
     help: "KubeProxyConfiguration file whose rule-shaping fields apply; flags given explicitly override it",
@@ -235,6 +246,16 @@ export interface ProxySettings {
    * nftables (kube-proxy's v1alpha1 conversion).
    */
   readonly nftables?: NftablesFileSettings;
+  /** `--ebpf-cgroup-path` / `--ebpf-pin-path`, or the file's `ebpf:` section (a worknode extension). */
+  readonly ebpf?: EbpfSettings;
+}
+
+/** Where the ebpf mode attaches and pins (`--ebpf-cgroup-path`, `--ebpf-pin-path`, the file's `ebpf:` section). */
+export interface EbpfSettings {
+  /** cgroup v2 directory whose sockets are balanced; unset: the cgroup v2 root. */
+  readonly cgroupPath?: string;
+  /** bpffs directory of the pinned programs and maps; unset: `/sys/fs/bpf/worknode`. */
+  readonly pinPath?: string;
 }
 
 /** The `nftables:` section of a KubeProxyConfiguration file (zero values left out). */
@@ -308,6 +329,11 @@ const CONFIG_SCHEMA: Schema = {
     masqueradeAll: "bool",
     syncPeriod: "duration",
     minSyncPeriod: "duration",
+  },
+  // worknode's own: kube-proxy has no ebpf mode.
+  ebpf: {
+    cgroupPath: "string",
+    pinPath: "string",
   },
   winkernel: {
     networkName: "ignored",
@@ -464,6 +490,10 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
       : {}),
     ...(dur("nftables.syncPeriod") !== undefined ? { syncPeriodMs: dur("nftables.syncPeriod") } : {}),
   };
+  const ebpf: EbpfSettings = {
+    ...(str("ebpf.cgroupPath") !== undefined ? { cgroupPath: str("ebpf.cgroupPath") } : {}),
+    ...(str("ebpf.pinPath") !== undefined ? { pinPath: str("ebpf.pinPath") } : {}),
+  };
   const settings: ProxySettings = {
     ...(str("mode") !== undefined ? { mode: str("mode") } : {}),
     ...(str("clientConnection.kubeconfig") !== undefined
@@ -485,6 +515,7 @@ export function parseKubeProxyConfiguration(text: string, path: string): KubePro
     ...(str("healthzBindAddress") !== undefined ? { healthzBindAddress: str("healthzBindAddress") } : {}),
     ...(str("metricsBindAddress") !== undefined ? { metricsBindAddress: str("metricsBindAddress") } : {}),
     ...(Object.keys(nftables).length > 0 ? { nftables } : {}),
+    ...(Object.keys(ebpf).length > 0 ? { ebpf } : {}),
   };
   return { settings, ignoredFields };
 }
@@ -516,11 +547,52 @@ export interface ResolvedProxySettings {
   /** `clientConnection.kubeconfig` or `--kubeconfig`. */
   readonly kubeconfig: string | undefined;
   /**
+   * The ebpf mode's cgroup and pin directory, checked; the pin path defaulted. Present in
+   * ebpf mode and whenever a flag or the file gives one (the other modes remove the ebpf
+   * mode's leftovers there when they start, and `--cleanup` does).
+   */
+  readonly ebpf?: ResolvedEbpfSettings;
+  /**
    * Flags given explicitly that the resolved mode does not use (`--iptables-masquerade-bit`
-   * and `--iptables-localhost-nodeports` in nftables mode, as kube-proxy ignores them);
+   * and `--iptables-localhost-nodeports` in nftables mode, as kube-proxy ignores them;
+   * `--iptables-masquerade-bit` and `--masquerade-all` in ebpf mode, which does no NAT);
    * absent when there are none. The caller warns about them.
    */
   readonly unusedFlags?: readonly string[];
+}
+
+/** {@link EbpfSettings} resolved: the pin path always set. */
+export interface ResolvedEbpfSettings {
+  /** Undefined: the root of the cgroup v2 hierarchy (found when the backend starts). */
+  readonly cgroupPath: string | undefined;
+  readonly pinPath: string;
+}
+
+/**
+ * Checks the ebpf mode's paths: both absolute, the pin path also free of blanks and quotes
+ * (it goes into `bpftool batch` lines unquoted) and not `/` itself.
+ * @param where names the flag or field of each path, for messages
+ * @throws ConfigError naming it
+ */
+export function checkEbpfSettings(
+  given: EbpfSettings,
+  where: (field: keyof EbpfSettings) => string = (f) =>
+    f === "cgroupPath" ? "--ebpf-cgroup-path" : "--ebpf-pin-path",
+): ResolvedEbpfSettings {
+  const { cgroupPath } = given;
+  if (cgroupPath !== undefined && !cgroupPath.startsWith("/")) {
+    throw new ConfigError(`${where("cgroupPath")}: "${cgroupPath}" is not an absolute path`);
+  }
+  const pinPath = (given.pinPath ?? DEFAULT_PIN_PATH).replace(/(.)\/+$/, "$1");
+  try {
+    checkPinPath(pinPath);
+  } catch {
+    throw new ConfigError(
+      `${where("pinPath")}: "${pinPath}" must be an absolute path without blanks or quotes`,
+    );
+  }
+  if (pinPath === "/") throw new ConfigError(`${where("pinPath")}: "/" cannot be the pin directory`);
+  return { cgroupPath: cgroupPath?.replace(/(.)\/+$/, "$1"), pinPath };
 }
 
 /**
@@ -655,9 +727,28 @@ export function resolveProxySettings(
     if (flagApplies && flags[k] !== undefined) return { value: flags[k], fromFlag: true };
     return { value: nft ? nf[k] : f[k], fromFlag: false };
   };
+  const ebpfMode = resolvedMode === "ebpf";
   const unusedFlags: string[] = [];
-  if (nft && flags.masqueradeBit !== undefined) unusedFlags.push("--iptables-masquerade-bit");
+  if ((nft || ebpfMode) && flags.masqueradeBit !== undefined) unusedFlags.push("--iptables-masquerade-bit");
   if (nft && flags.localhostNodePorts !== undefined) unusedFlags.push("--iptables-localhost-nodeports");
+  // Socket load balancing rewrites addresses in connect(): no packet is ever masqueraded.
+  if (ebpfMode && flags.masqueradeAll !== undefined) unusedFlags.push("--masquerade-all");
+
+  const ebpfGiven: EbpfSettings = {
+    ...(f.ebpf?.cgroupPath !== undefined ? { cgroupPath: f.ebpf.cgroupPath } : {}),
+    ...(f.ebpf?.pinPath !== undefined ? { pinPath: f.ebpf.pinPath } : {}),
+    ...(flags.ebpf?.cgroupPath !== undefined ? { cgroupPath: flags.ebpf.cgroupPath } : {}),
+    ...(flags.ebpf?.pinPath !== undefined ? { pinPath: flags.ebpf.pinPath } : {}),
+  };
+  const ebpf =
+    ebpfMode || Object.keys(ebpfGiven).length > 0
+      ? check(flags.ebpf?.cgroupPath !== undefined || flags.ebpf?.pinPath !== undefined, () =>
+          checkEbpfSettings(ebpfGiven, (field) => {
+            const flag = field === "cgroupPath" ? "ebpf-cgroup-path" : "ebpf-pin-path";
+            return where(flag, `ebpf.${field}`, flags.ebpf?.[field] !== undefined);
+          }),
+        )
+      : undefined;
 
   const bind = pick("bindAddress");
   let primaryIP: string | undefined;
@@ -726,7 +817,7 @@ export function resolveProxySettings(
     minSyncPeriodMs,
     syncPeriodMs,
     masqueradeBit,
-    // kube-proxy's nftables mode never serves node ports on 127.0.0.1.
+    // kube-proxy's nftables mode never serves node ports on 127.0.0.1; the ebpf mode does, as iptables.
     localhostNodePorts: nft ? false : (pick("localhostNodePorts").value ?? true),
     healthzBindAddress: bindAddr(
       "healthzBindAddress",
@@ -743,6 +834,7 @@ export function resolveProxySettings(
       DEFAULT_METRICS_PORT,
     ),
     kubeconfig: pick("kubeconfig").value,
+    ...(ebpf !== undefined ? { ebpf } : {}),
     ...(unusedFlags.length > 0 ? { unusedFlags } : {}),
   };
 }

@@ -36,7 +36,8 @@ export interface ProxyPipeline {
 
 /**
  * Detects the backend's usable families and builds proxier, tracker and controller.
- * @throws UnavailableError when no family of the backend's mode (iptables or nftables) works
+ * @throws UnavailableError when no family of the backend's mode (iptables or nftables) works;
+ *   EbpfUnavailableError when the ebpf mode lacks bpffs, cgroup v2 or bpftool
  */
 export async function createProxyPipeline(o: {
   readonly backend: ProxyBackend;
@@ -78,8 +79,9 @@ export async function createProxyPipeline(o: {
     minSyncPeriodMs: settings.minSyncPeriodMs,
     syncPeriodMs: settings.syncPeriodMs,
     // nftables full syncs replace the whole table (and reset ClientIP affinity): as
-    // kube-proxy's nftables mode, periodic syncs are partial and full ones hourly.
-    periodicFullSync: o.backend.mode !== "nftables",
+    // kube-proxy's nftables mode, periodic syncs are partial and full ones hourly. The
+    // ebpf mode does the same (a full sync reads every map back from the kernel).
+    periodicFullSync: o.backend.mode !== "nftables" && o.backend.mode !== "ebpf",
     registry,
     logger: logger.child({ component: "controller" }),
   });

@@ -1,7 +1,8 @@
 /**
- * `worknode proxy plan`: what the backend of the selected mode (iptables or
- * nftables) would write for a services file, without applying anything; with
- * `--diff`, how that differs from the rules on the node now.
+ * `worknode proxy plan`: what the backend of the selected mode (iptables, nftables
+ * or ebpf) would write for a services file, without applying anything; with
+ * `--diff`, how that differs from the rules (or, in ebpf mode, the pinned maps) on
+ * the node now.
  *
  * @module
  */
@@ -17,6 +18,7 @@ import {
   ServiceChangeTracker,
   type ServiceSnapshot,
 } from "@worknode/core";
+import { EbpfProxier } from "@worknode/proxy-ebpf";
 import { IptablesProxier } from "@worknode/proxy-iptables";
 import { NFTABLES_TABLE, NftablesProxier, nftFamily } from "@worknode/proxy-nftables";
 import { CliUsageError, parseFlags, renderHelp } from "../flags.js";
@@ -43,13 +45,15 @@ import {
   parseIptablesSave,
   withBaseRules,
 } from "./proxy-diff.js";
+import { describeConflict, formatEbpfDiff } from "./proxy-ebpf-diff.js";
 import { diffNftTables, formatNftDiffs, parseNftTable } from "./proxy-nft-diff.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
 
 const COMMAND = "worknode proxy plan";
-const USAGE = "worknode proxy plan --services-file FILE [--proxy-mode iptables|nftables] [--diff] [flags]";
+const USAGE =
+  "worknode proxy plan --services-file FILE [--proxy-mode iptables|nftables|ebpf] [--diff] [flags]";
 const SUMMARY =
-  "Print the rules the proxy would write for a services file (iptables-restore payloads or the nft transaction, per family), without applying them";
+  "Print the rules the proxy would write for a services file (iptables-restore payloads or the nft transaction, per family; the bpftool batch of the ebpf maps), without applying them";
 
 /** What `plan` needs from the machine; replaceable in tests. */
 export interface PlanDeps {
@@ -57,7 +61,7 @@ export interface PlanDeps {
   readonly nodeIPs: (primaryIP: string | undefined) => string[];
   /** The node name when `--hostname-override` is not given. */
   readonly hostname: () => string;
-  /** Runs iptables-save / nft list and the scratch-namespace restore for `--diff`. */
+  /** Runs iptables-save / nft list and the scratch-namespace restore (ebpf: `bpftool map dump`) for `--diff`. */
   readonly runner: CommandRunner;
 }
 
@@ -129,6 +133,7 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
       ? { masqueradeBit: flags["iptables-masquerade-bit"] }
       : {}),
     ...(localhostNodePorts !== undefined ? { localhostNodePorts } : {}),
+    ...(flags["ebpf-pin-path"] !== undefined ? { ebpf: { pinPath: flags["ebpf-pin-path"] } } : {}),
   };
   // Servers and sync periods do not shape rules: leave them out of what the file can break here.
   const settings = resolveProxySettings(
@@ -154,6 +159,10 @@ export async function runPlan(argv: readonly string[], io: CliIO, deps: PlanDeps
   for (const err of invalid) io.stderr(`${COMMAND}: error: ${oneLine(err.message)}\n`);
 
   const nodeIPs = deps.nodeIPs(settings.primaryIP);
+  if (settings.mode === "ebpf") {
+    await planEbpf({ io, runner: deps.runner, settings, nodeName, nodeIPs, snapshot, diff });
+    return invalid.length > 0 ? 1 : 0;
+  }
   const families = familiesOf(snapshot);
   if (settings.mode === "nftables") {
     await planNftables({
@@ -245,6 +254,54 @@ async function planNftables(o: {
       const planned = parseNftTable(await canonicalizeNftInScratchNetns(o.runner, family, render.payload));
       io.stdout(formatNftDiffs(diffNftTables(current, planned, table), family, `nft list table ${table}`));
     }
+  } finally {
+    await proxier.close();
+  }
+}
+
+/**
+ * `plan` in ebpf mode: the `bpftool batch` script a full sync would write onto empty maps
+ * (both families, as the ebpf backend programs), or with `--diff` the map operations a
+ * full sync would write onto the maps pinned on the node now (none pinned: empty maps).
+ */
+async function planEbpf(o: {
+  readonly io: CliIO;
+  readonly runner: CommandRunner;
+  readonly settings: ResolvedProxySettings;
+  readonly nodeName: string;
+  readonly nodeIPs: readonly string[];
+  readonly snapshot: ServiceSnapshot;
+  readonly diff: boolean;
+}): Promise<void> {
+  const { settings, io, snapshot } = o;
+  // plan() and diff() load nothing and write nothing; the runner reads the pinned maps for --diff.
+  const proxier = new EbpfProxier({
+    nodeName: o.nodeName,
+    nodeIPs: [...o.nodeIPs],
+    families: ["IPv4", "IPv6"],
+    nodePortAddresses: expandNodePortAddresses(settings.nodePortAddresses, o.nodeIPs),
+    localhostNodePorts: settings.localhostNodePorts,
+    runner: o.runner,
+    ...(settings.ebpf !== undefined ? { pinPath: settings.ebpf.pinPath } : {}),
+  });
+  try {
+    const batch = o.diff ? await proxier.diff({ snapshot }) : proxier.plan({ snapshot });
+    for (const c of batch.conflicts) io.stderr(`${COMMAND}: warning: ${describeConflict(c)}\n`);
+    if (o.diff) {
+      io.stdout(formatEbpfDiff(batch.ops, proxier.mapsPath));
+      return;
+    }
+    let endpoints = 0;
+    for (const list of snapshot.endpoints.values()) endpoints += list.length;
+    const frontends = batch.ops.filter((op) => op.op === "putFrontend").length;
+    const slots = batch.ops.filter((op) => op.op === "putBackend").length;
+    io.stdout(
+      [
+        `# worknode proxy plan: mode ebpf, node ${o.nodeName}, IPv4 and IPv6: ${snapshot.services.size} service ports, ${endpoints} endpoints, ${frontends} frontends, ${slots} backend slots`,
+        `# input of: bpftool batch file - (maps pinned in ${proxier.mapsPath}; a full sync also deletes the entries the maps hold and the plan does not)`,
+        "",
+      ].join("\n") + batch.script,
+    );
   } finally {
     await proxier.close();
   }

@@ -1,5 +1,5 @@
 /**
- * `worknode proxy`: a drop-in for kube-proxy (iptables or nftables mode) with kube-proxy's flag
+ * `worknode proxy`: a drop-in for kube-proxy (iptables or nftables mode, or worknode's ebpf mode) with kube-proxy's flag
  * names and semantics, reading Services and EndpointSlices from an API server
  * (`--kubeconfig`) or from a local file (`--services-file`); `--cleanup` removes
  * its rules; `worknode proxy plan` shows the rules without applying them.
@@ -11,7 +11,7 @@ import { KubeConfig } from "@kubernetes/client-node";
 import { ConfigError, createCommandRunner, createLogger, describeError, KubeApiClient } from "@worknode/core";
 import { CliUsageError, parseFlags, renderHelp } from "../flags.js";
 import type { CliIO, Command } from "../main.js";
-import { createProxyBackend, type ProxyBackend } from "./proxy-backend.js";
+import { createProxyBackend, type ProxyBackend, type ProxyBackendOptions } from "./proxy-backend.js";
 import {
   checkLogLevel,
   type KubeProxyConfigFile,
@@ -31,14 +31,17 @@ const COMMAND = "worknode proxy";
 const USAGE =
   "worknode proxy (--kubeconfig FILE | --services-file FILE) [flags]\n       worknode proxy plan --services-file FILE [--diff] [flags]";
 const SUMMARY =
-  "Run the service proxy (kube-proxy's iptables or nftables mode) from an API server or a services file";
+  "Run the service proxy (kube-proxy's iptables or nftables mode, or eBPF socket load balancing) from an API server or a services file";
 
 /** What `worknode proxy` takes from the machine; every field has a real default. */
 export interface ProxyCommandDeps {
   /** One backend for every mode (tests); when unset, {@link ProxyCommandDeps.backendFor} picks it. */
   readonly backend?: ProxyBackend;
-  /** The backend of the selected `--proxy-mode` (default: that mode on this host). */
-  readonly backendFor: (mode: ProxyMode) => ProxyBackend;
+  /**
+   * The backend of the selected `--proxy-mode` (default: that mode on this host), with the
+   * ebpf mode's paths (`--ebpf-cgroup-path`, `--ebpf-pin-path`) when given or in ebpf mode.
+   */
+  readonly backendFor: (mode: ProxyMode, options?: ProxyBackendOptions) => ProxyBackend;
   /** Runner of `plan --diff` (default: spawn on this host). */
   readonly planRunner: PlanDeps["runner"];
   /** The node's addresses (default: the host's interfaces). */
@@ -69,7 +72,7 @@ function loadKubeConfig(path: string, where: string): { kubeConfig: KubeConfig; 
 export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): Command {
   const deps: ProxyCommandDeps = {
     ...(overrides.backend ? { backend: overrides.backend } : {}),
-    backendFor: overrides.backendFor ?? ((mode) => createProxyBackend(mode)),
+    backendFor: overrides.backendFor ?? ((mode, options) => createProxyBackend(mode, undefined, options)),
     planRunner: overrides.planRunner ?? createCommandRunner(),
     nodeIPs: overrides.nodeIPs ?? hostNodeIPs,
     hostname: overrides.hostname ?? hostname,
@@ -131,6 +134,14 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
           ? { masqueradeBit: flags["iptables-masquerade-bit"] }
           : {}),
         ...(localhostNodePorts !== undefined ? { localhostNodePorts } : {}),
+        ...(flags["ebpf-cgroup-path"] !== undefined || flags["ebpf-pin-path"] !== undefined
+          ? {
+              ebpf: {
+                ...(flags["ebpf-cgroup-path"] !== undefined ? { cgroupPath: flags["ebpf-cgroup-path"] } : {}),
+                ...(flags["ebpf-pin-path"] !== undefined ? { pinPath: flags["ebpf-pin-path"] } : {}),
+              },
+            }
+          : {}),
         ...(pre.emptied.has("healthz-bind-address")
           ? { healthzBindAddress: null }
           : flags["healthz-bind-address"] !== undefined
@@ -143,7 +154,9 @@ export function createProxyCommand(overrides: Partial<ProxyCommandDeps> = {}): C
             : {}),
       };
       const settings = resolveProxySettings(explicit, file?.settings, configPath);
-      const backend = deps.backend ?? deps.backendFor(settings.mode);
+      const backend =
+        deps.backend ??
+        deps.backendFor(settings.mode, settings.ebpf !== undefined ? { ebpf: settings.ebpf } : undefined);
 
       const logger = createLogger({
         name: "worknode-proxy",
