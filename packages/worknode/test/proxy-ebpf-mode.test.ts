@@ -605,10 +605,18 @@ describe("cleanup of every mode, the ebpf mode included", () => {
       nftables: calls.some((c) => c.command === "nft" && c.args[0] === "-f"),
       ebpf: calls.some((c) => c.command === "remove-pinned"),
     });
+    // The ebpf mode serving the whole node (its cgroup is the cgroup v2 root) replaces the others.
     const ebpf = recordingRunner(statAnswers({ [pin]: BPFFS }));
-    await createEbpfBackend(ebpf.runner, ebpfTarget(ebpf.calls, pin)).cleanupOtherModes!(SILENT);
+    const wholeNode = { ...ebpfTarget(ebpf.calls, pin), cgroup2Root: async () => "/test-cgroup" };
+    await createEbpfBackend(ebpf.runner, wholeNode).cleanupOtherModes!(SILENT);
     expect(kinds(ebpf.calls)).toEqual({ iptables: true, nftables: true, ebpf: false });
     expect(ebpf.calls.some((c) => c.command === "stat")).toBe(false);
+
+    // Serving one cgroup below the root, it runs beside the other modes and leaves them alone.
+    const scoped = recordingRunner(statAnswers({ [pin]: BPFFS }));
+    const oneCgroup = { ...ebpfTarget(scoped.calls, pin), cgroup2Root: async () => "/" };
+    await createEbpfBackend(scoped.runner, oneCgroup).cleanupOtherModes!(SILENT);
+    expect(scoped.calls).toEqual([]);
 
     const ipt = recordingRunner(statAnswers({ [pin]: BPFFS }));
     await createIptablesBackend(ipt.runner, ebpfTarget(ipt.calls, pin)).cleanupOtherModes!(SILENT);

@@ -395,12 +395,29 @@ export function createEbpfBackend(
       });
     },
     cleanup: (logger) => cleanupAllModes(runner, logger, ebpf),
-    cleanupOtherModes: (logger) =>
-      cleanupModes("iptables and nftables mode leftovers", [
+    async cleanupOtherModes(logger) {
+      // Serving one cgroup only, the ebpf mode runs beside whatever serves the rest of the
+      // node (and the traffic from other hosts): it replaces the other modes only when it
+      // serves the whole node.
+      const root = await (ebpf.cgroup2Root ?? cgroup2Root)();
+      if (ebpf.cgroupPath !== undefined && !sameDirectory(ebpf.cgroupPath, root)) {
+        logger.info(
+          { cgroupPath: ebpf.cgroupPath },
+          "ebpf mode serves one cgroup only: the other modes' rules are left alone",
+        );
+        return;
+      }
+      await cleanupModes("iptables and nftables mode leftovers", [
         (f) => cleanupIptablesMode(runner, logger, f),
         (f) => cleanupNftablesMode(runner, logger, f),
-      ]),
+      ]);
+    },
   };
+}
+
+function sameDirectory(a: string, b: string): boolean {
+  const trim = (p: string) => (p.length > 1 ? p.replace(/\/+$/, "") : p);
+  return trim(a) === trim(b);
 }
 
 /** The backend of `mode` on this host (through `runner`). */

@@ -107,13 +107,23 @@ export interface CliProxy {
   waitServing(what: string, ready: () => Promise<boolean>): Promise<void>;
 }
 
+/** Where {@link spawnCliProxy} binds the proxy's servers. */
+export interface CliProxyAddresses {
+  /** `--healthz-bind-address`; default 127.0.0.1:10256. */
+  readonly healthz?: string;
+  /** `--metrics-bind-address`; default 127.0.0.1:10249. */
+  readonly metrics?: string;
+}
+
 /**
  * Starts `worknode proxy <flags…>` through `spawn` (e.g. inside a node namespace) with syncs
- * as soon as anything changes, /healthz on 127.0.0.1:10256 and /metrics on 127.0.0.1:10249.
+ * as soon as anything changes, /healthz on 127.0.0.1:10256 and /metrics on 127.0.0.1:10249
+ * (or the addresses given, for a proxy on the host, where those ports may be taken).
  */
 export function spawnCliProxy(
   spawn: (command: string, args: string[]) => ChildProcess,
   flags: readonly string[],
+  addresses: CliProxyAddresses = {},
 ): CliProxy {
   const child = spawn(process.execPath, [
     ...CLI_NODE_ARGS,
@@ -122,9 +132,9 @@ export function spawnCliProxy(
     "--iptables-min-sync-period",
     "0s",
     "--healthz-bind-address",
-    "127.0.0.1:10256",
+    addresses.healthz ?? "127.0.0.1:10256",
     "--metrics-bind-address",
-    "127.0.0.1:10249",
+    addresses.metrics ?? "127.0.0.1:10249",
   ]);
   const out = collectOutput(child);
   return {
