@@ -5,33 +5,19 @@
  * the previous one left, as `EbpfProxier` does. Operation counts and script sizes are printed
  * once per scenario.
  */
-import type { IPFamily, ServiceChangeTracker, ServiceSnapshot } from "@worknode/core";
+import type { ServiceChangeTracker, ServiceSnapshot } from "@worknode/core";
 import { commitAll } from "@worknode/testing";
 import { bench, describe } from "vitest";
 import { makeCluster, makeEndpointSlice } from "../../core/test/fixtures/services.js";
 import { renderBatch } from "../src/maps/batch.js";
-import { nodePortFrontendIPs, type PlanOptions, type PortPlan, planPort } from "../src/maps/plan.js";
+import { type PlanOptions, type PortPlan, planServicePorts } from "../src/maps/plan.js";
 import { EbpfMapState } from "../src/maps/state.js";
 
 const node = { name: "node-1", nodeIPs: ["192.168.0.2"] };
 const options: PlanOptions = { families: ["IPv4"] };
 const MAPS_DIR = "/sys/fs/bpf/worknode/maps-v1";
-const nodePortIPs = new Map<IPFamily, readonly string[]>(
-  options.families.map((f) => [f, nodePortFrontendIPs(node, options, f)]),
-);
-
 function plans(snapshot: ServiceSnapshot, keys?: Iterable<string>): Map<string, PortPlan | undefined> {
-  const out = new Map<string, PortPlan | undefined>();
-  for (const key of keys ?? snapshot.services.keys()) {
-    const sp = snapshot.services.get(key);
-    out.set(
-      key,
-      sp === undefined
-        ? undefined
-        : planPort(sp, snapshot.endpoints.get(key), node, options.families, nodePortIPs),
-    );
-  }
-  return out;
+  return planServicePorts(snapshot, node, options, keys);
 }
 
 /** One full sync onto empty maps; returns the script. */

@@ -38,6 +38,7 @@ export {
   type PlanOptions,
   type PortPlan,
   planPort,
+  planServicePorts,
 } from "./maps/plan.js";
 export {
   EbpfMapState,

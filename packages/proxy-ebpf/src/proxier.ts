@@ -48,7 +48,7 @@ import {
   PROGRAMS,
   SERVICES_MAP,
 } from "./maps/layout.js";
-import { nodePortFrontendIPs, type PlanOptions, type PortPlan, planPort } from "./maps/plan.js";
+import { type PlanOptions, type PortPlan, planServicePorts } from "./maps/plan.js";
 import { EbpfMapState, type FrontendConflict, type MapOp } from "./maps/state.js";
 
 /** Default bpffs directory of the pinned programs and maps. */
@@ -205,22 +205,7 @@ export class EbpfProxier implements Proxier {
    * a key without a service port plans its deletion.
    */
   planPorts(snapshot: ServiceSnapshot, keys?: Iterable<string>): Map<string, PortPlan | undefined> {
-    const node = this.support.node();
-    const options = this.planOptions();
-    const nodePortIPs = new Map<IPFamily, readonly string[]>(
-      options.families.map((f) => [f, nodePortFrontendIPs(node, options, f)]),
-    );
-    const plans = new Map<string, PortPlan | undefined>();
-    for (const key of keys ?? snapshot.services.keys()) {
-      const sp = snapshot.services.get(key);
-      plans.set(
-        key,
-        sp === undefined
-          ? undefined
-          : planPort(sp, snapshot.endpoints.get(key), node, options.families, nodePortIPs),
-      );
-    }
-    return plans;
+    return planServicePorts(snapshot, this.support.node(), this.planOptions(), keys);
   }
 
   /** What a full sync would write onto empty maps, without touching the node (`worknode proxy plan`). */

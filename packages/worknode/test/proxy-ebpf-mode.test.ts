@@ -16,10 +16,6 @@ import {
   ConfigError,
   createLogger,
   createMetricsRegistry,
-  type IPFamily,
-  type Proxier,
-  type SyncInput,
-  type SyncStats,
 } from "@worknode/core";
 import {
   EbpfProxier,
@@ -35,7 +31,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeCommand } from "../src/commands/node.js";
 import { createProxyCommand } from "../src/commands/proxy.js";
 import {
-  type CliProxierOptions,
   checkEbpfAvailable,
   cleanupAllModes,
   createEbpfBackend,
@@ -43,8 +38,6 @@ import {
   createNftablesBackend,
   createProxyBackend,
   type EbpfBackendOptions,
-  type ProxyBackend,
-  type ProxyBackendOptions,
 } from "../src/commands/proxy-backend.js";
 import {
   checkProxyMode,
@@ -57,7 +50,14 @@ import { describeMapOp, formatEbpfDiff } from "../src/commands/proxy-ebpf-diff.j
 import { createProxyPipeline } from "../src/commands/proxy-pipeline.js";
 import { CliUsageError } from "../src/flags.js";
 import { captureIO as capture, eventually, serviceYaml, webServicesYaml } from "./helpers/proxy-setup.js";
-import { recordingBackend } from "./helpers/recording-backend.js";
+import {
+  type RecordedCall,
+  RecordingProxier,
+  recordingBackend,
+  recordingBackends,
+  recordingRunner,
+  runUntilFirstSync,
+} from "./helpers/recording-backend.js";
 
 const HEADER = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
 const BPFFS = "cafe4a11";
@@ -77,31 +77,7 @@ afterAll(async () => {
 });
 
 /** One call a recording runner saw, or the injected ebpf removal (command `remove-pinned`). */
-interface Call {
-  readonly command: string;
-  readonly args: string[];
-  readonly stdin: string | undefined;
-}
-
-/**
- * A command runner that records every call and answers from `answer` (default: exit 0, no
- * output); `iptables -D` fails (the rule is not there), which ends iptables' cleanup loop.
- */
-function recordingRunner(
-  answer: (command: string, args: readonly string[]) => Partial<CommandOutput> = () => ({}),
-) {
-  const calls: Call[] = [];
-  const runner: CommandRunner = {
-    async exec(command, args, stdin) {
-      calls.push({ command, args: [...args], stdin });
-      if (command.includes("tables") && args.includes("-D")) {
-        return { code: 1, stdout: "", stderr: "Bad rule (does a matching rule exist in that chain?)." };
-      }
-      return { code: 0, stdout: "", stderr: "", ...answer(command, args) };
-    },
-  };
-  return { runner, calls };
-}
+type Call = RecordedCall;
 
 /** `stat -f -c %t` answers by path (absent paths fail), everything else from `rest`. */
 function statAnswers(
@@ -130,66 +106,6 @@ function ebpfTarget(calls: Call[], pinPath = "/test-bpffs/worknode", fail?: Erro
 }
 
 const line = (c: Call) => [c.command, ...c.args].join(" ");
-
-class RecordingProxier implements Proxier {
-  readonly syncs: SyncInput[] = [];
-  constructor(
-    readonly mode: string,
-    readonly options: CliProxierOptions,
-  ) {}
-  async sync(input: SyncInput): Promise<SyncStats> {
-    this.syncs.push(input);
-    return { servicePorts: input.snapshot.services.size, endpoints: 0 };
-  }
-  async cleanup(): Promise<void> {}
-}
-
-/** Backends per mode that record the mode, the backend options and what their proxier got. */
-function recordingBackends(families: IPFamily[] = ["IPv4", "IPv6"]) {
-  const state = {
-    modes: [] as ProxyMode[],
-    options: [] as (ProxyBackendOptions | undefined)[],
-    proxiers: [] as RecordingProxier[],
-    cleanups: 0,
-  };
-  const backendFor = (mode: ProxyMode, options?: ProxyBackendOptions): ProxyBackend => {
-    state.modes.push(mode);
-    state.options.push(options);
-    return recordingBackend((o) => new RecordingProxier(mode, o), families, { mode, state }).backend;
-  };
-  return { backendFor, state };
-}
-
-/** Runs `worknode proxy` until its first sync, then stops it. */
-async function runUntilFirstSync(argv: string[], backends: ReturnType<typeof recordingBackends>) {
-  const controller = new AbortController();
-  const { io, out } = capture(controller.signal);
-  const cmd = createProxyCommand({
-    backendFor: backends.backendFor,
-    nodeIPs: () => ["192.168.1.10"],
-    hostname: () => "node-1",
-    onReady: (info) => {
-      const check = () => {
-        if (info.controller.health.isHealthy() && backends.state.proxiers[0]?.syncs.length)
-          controller.abort();
-        else setTimeout(check, 10);
-      };
-      check();
-    },
-  });
-  const status = await cmd.run(
-    [
-      "--services-file",
-      file("services.yaml"),
-      "--healthz-bind-address=",
-      "--metrics-bind-address=",
-      "--log-level=warn",
-      ...argv,
-    ],
-    io,
-  );
-  return { status, proxier: backends.state.proxiers[0]!, stderr: out.stderr };
-}
 
 describe("ebpf settings: flags and the config file's ebpf section", () => {
   it("ebpf is an implemented mode; an unknown mode's error lists it", () => {
@@ -292,7 +208,7 @@ describe("ebpf settings: flags and the config file's ebpf section", () => {
 
 describe("selecting the ebpf mode", () => {
   it("worknode proxy --proxy-mode ebpf: the ebpf backend with the --ebpf-* paths; the proxier gets localhostNodePorts", async () => {
-    const b = recordingBackends();
+    const b = recordingBackends(["IPv4", "IPv6"]);
     const r = await runUntilFirstSync(
       [
         "--proxy-mode",
@@ -305,6 +221,7 @@ describe("selecting the ebpf mode", () => {
         "3",
       ],
       b,
+      file("services.yaml"),
     );
     expect(r.status).toBe(0);
     expect(b.state.modes).toEqual(["ebpf"]);
@@ -322,8 +239,10 @@ describe("selecting the ebpf mode", () => {
 
     // The file's mode and section.
     await writeFile(file("ebpf.yaml"), `${HEADER}mode: ebpf\nebpf: {pinPath: /sys/fs/bpf/from-file}\n`);
-    const byFile = recordingBackends();
-    expect((await runUntilFirstSync(["--config", file("ebpf.yaml")], byFile)).status).toBe(0);
+    const byFile = recordingBackends(["IPv4", "IPv6"]);
+    expect(
+      (await runUntilFirstSync(["--config", file("ebpf.yaml")], byFile, file("services.yaml"))).status,
+    ).toBe(0);
     expect(byFile.state.modes).toEqual(["ebpf"]);
     expect(byFile.state.options).toEqual([
       { ebpf: { cgroupPath: undefined, pinPath: "/sys/fs/bpf/from-file" } },
@@ -331,12 +250,12 @@ describe("selecting the ebpf mode", () => {
   });
 
   it("worknode proxy: iptables mode passes no ebpf paths unless given; --cleanup gets them", async () => {
-    const plain = recordingBackends();
-    await runUntilFirstSync([], plain);
+    const plain = recordingBackends(["IPv4", "IPv6"]);
+    await runUntilFirstSync([], plain, file("services.yaml"));
     expect(plain.state.modes).toEqual(["iptables"]);
     expect(plain.state.options).toEqual([undefined]);
 
-    const b = recordingBackends();
+    const b = recordingBackends(["IPv4", "IPv6"]);
     const status = await createProxyCommand({ backendFor: b.backendFor }).run(
       ["--cleanup", "--ebpf-pin-path", "/sys/fs/bpf/old", "--log-level", "error"],
       capture().io,
@@ -358,7 +277,7 @@ describe("selecting the ebpf mode", () => {
   });
 
   it("worknode node: --proxy-mode ebpf selects the ebpf backend with the paths; a relative pin path is a usage error", async () => {
-    const b = recordingBackends();
+    const b = recordingBackends(["IPv4", "IPv6"]);
     const { io, out } = capture();
     const status = await createNodeCommand({ proxyBackendFor: b.backendFor }).run(
       ["--proxy-mode", "ebpf", "--ebpf-pin-path", "/sys/fs/bpf/node-test", "--cleanup"],

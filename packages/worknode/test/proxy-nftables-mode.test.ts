@@ -8,32 +8,19 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import {
-  type CommandOutput,
-  type CommandRunner,
-  ConfigError,
-  createLogger,
-  createMetricsRegistry,
-  type IPFamily,
-  type Proxier,
-  type SyncInput,
-  type SyncStats,
-} from "@worknode/core";
+import { type CommandRunner, ConfigError, createLogger, createMetricsRegistry } from "@worknode/core";
 import { NftablesProxier } from "@worknode/proxy-nftables";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createNodeCommand } from "../src/commands/node.js";
 import { createProxyCommand } from "../src/commands/proxy.js";
 import {
-  type CliProxierOptions,
   cleanupAllModes,
   createIptablesBackend,
   createNftablesBackend,
   createProxyBackend,
-  type ProxyBackend,
 } from "../src/commands/proxy-backend.js";
 import {
   checkProxyMode,
-  type ProxyMode,
   parseKubeProxyConfiguration,
   resolveProxySettings,
 } from "../src/commands/proxy-config.js";
@@ -41,7 +28,7 @@ import { diffNftTables, formatNftDiffs, parseNftTable } from "../src/commands/pr
 import { createProxyPipeline } from "../src/commands/proxy-pipeline.js";
 import { CliUsageError } from "../src/flags.js";
 import { captureIO as capture, webServicesYaml } from "./helpers/proxy-setup.js";
-import { recordingBackend } from "./helpers/recording-backend.js";
+import { recordingBackends, recordingRunner, runUntilFirstSync } from "./helpers/recording-backend.js";
 
 const HEADER = "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n";
 
@@ -58,85 +45,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
-
-/**
- * A command runner that records every call and answers from `answer` (default: exit 0, no
- * output). `iptables -D` always fails (the rule is not there): iptables' cleanup deletes a
- * jump rule until that happens.
- */
-function recordingRunner(
-  answer: (command: string, args: readonly string[]) => Partial<CommandOutput> = () => ({}),
-) {
-  const calls: { command: string; args: string[]; stdin: string | undefined }[] = [];
-  const runner: CommandRunner = {
-    async exec(command, args, stdin) {
-      calls.push({ command, args: [...args], stdin });
-      if (command.includes("tables") && args.includes("-D")) {
-        return { code: 1, stdout: "", stderr: "Bad rule (does a matching rule exist in that chain?)." };
-      }
-      return { code: 0, stdout: "", stderr: "", ...answer(command, args) };
-    },
-  };
-  return { runner, calls };
-}
-
-class RecordingProxier implements Proxier {
-  readonly syncs: SyncInput[] = [];
-  constructor(
-    readonly mode: string,
-    readonly options: CliProxierOptions,
-  ) {}
-  async sync(input: SyncInput): Promise<SyncStats> {
-    this.syncs.push(input);
-    return { servicePorts: input.snapshot.services.size, endpoints: 0 };
-  }
-  async cleanup(): Promise<void> {}
-}
-
-/** Backends per mode that record which mode was asked for and what their proxier got. */
-function recordingBackends(families: IPFamily[] = ["IPv4"]) {
-  const state = { modes: [] as ProxyMode[], proxiers: [] as RecordingProxier[], cleanups: 0 };
-  const backendFor = (mode: ProxyMode): ProxyBackend => {
-    state.modes.push(mode);
-    return recordingBackend((options) => new RecordingProxier(mode, options), families, { mode, state })
-      .backend;
-  };
-  return { backendFor, state };
-}
-
-/** Runs `worknode proxy` until its first sync, then stops it; returns the proxier it built. */
-async function runUntilFirstSync(
-  argv: string[],
-  backends: ReturnType<typeof recordingBackends>,
-): Promise<{ status: number; proxier: RecordingProxier; stderr: string }> {
-  const controller = new AbortController();
-  const { io, out } = capture(controller.signal);
-  const cmd = createProxyCommand({
-    backendFor: backends.backendFor,
-    nodeIPs: () => ["192.168.1.10"],
-    hostname: () => "node-1",
-    onReady: (info) => {
-      const check = () => {
-        if (info.controller.health.isHealthy() && backends.state.proxiers[0]?.syncs.length)
-          controller.abort();
-        else setTimeout(check, 10);
-      };
-      check();
-    },
-  });
-  const status = await cmd.run(
-    [
-      "--services-file",
-      file("services.yaml"),
-      "--healthz-bind-address=",
-      "--metrics-bind-address=",
-      "--log-level=warn",
-      ...argv,
-    ],
-    io,
-  );
-  return { status, proxier: backends.state.proxiers[0]!, stderr: out.stderr };
-}
 
 describe("KubeProxyConfiguration: the nftables section", () => {
   it("reads nftables.masqueradeAll, masqueradeBit, minSyncPeriod and syncPeriod (no longer ignored)", () => {
@@ -269,13 +177,17 @@ describe("proxy modes", () => {
 
   it("worknode proxy: iptables by default, --proxy-mode nftables or the file's mode select the nftables backend", async () => {
     const byDefault = recordingBackends();
-    const d = await runUntilFirstSync([], byDefault);
+    const d = await runUntilFirstSync([], byDefault, file("services.yaml"));
     expect(d.status).toBe(0);
     expect(byDefault.state.modes).toEqual(["iptables"]);
     expect(d.proxier.mode).toBe("iptables");
 
     const byFlag = recordingBackends();
-    const f = await runUntilFirstSync(["--proxy-mode", "nftables", "--masquerade-all"], byFlag);
+    const f = await runUntilFirstSync(
+      ["--proxy-mode", "nftables", "--masquerade-all"],
+      byFlag,
+      file("services.yaml"),
+    );
     expect(f.status).toBe(0);
     expect(byFlag.state.modes).toEqual(["nftables"]);
     expect(f.proxier.options).toMatchObject({
@@ -295,6 +207,7 @@ describe("proxy modes", () => {
     const c = await runUntilFirstSync(
       ["--config", file("nft.yaml"), "--iptables-masquerade-bit", "3"],
       byFile,
+      file("services.yaml"),
     );
     expect(c.status).toBe(0);
     expect(byFile.state.modes).toEqual(["nftables"]);

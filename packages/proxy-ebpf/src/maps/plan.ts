@@ -15,6 +15,7 @@ import {
   parseCidr,
   planServicePortTraffic,
   type ServicePort,
+  type ServiceSnapshot,
 } from "@worknode/core";
 import { type BackendAddress, backendsSignature, type Frontend, frontendId } from "./layout.js";
 
@@ -126,4 +127,30 @@ export function planPort(
     }
   }
   return { frontends, groups };
+}
+
+/**
+ * Plans the service ports `keys` of `snapshot` (every one when `keys` is undefined); a key
+ * without a service port in the snapshot plans its deletion (`undefined`).
+ */
+export function planServicePorts(
+  snapshot: ServiceSnapshot,
+  node: ProxyNode,
+  options: PlanOptions,
+  keys?: Iterable<string>,
+): Map<string, PortPlan | undefined> {
+  const nodePortIPs = new Map<IPFamily, readonly string[]>(
+    options.families.map((f) => [f, nodePortFrontendIPs(node, options, f)]),
+  );
+  const plans = new Map<string, PortPlan | undefined>();
+  for (const key of keys ?? snapshot.services.keys()) {
+    const sp = snapshot.services.get(key);
+    plans.set(
+      key,
+      sp === undefined
+        ? undefined
+        : planPort(sp, snapshot.endpoints.get(key), node, options.families, nodePortIPs),
+    );
+  }
+  return plans;
 }

@@ -3,7 +3,7 @@
  * them), and {@link FakeKernel}, an in-memory pair of maps keyed by the encoded key bytes
  * that executes map operations as `bpftool batch` would (deleting a missing key fails).
  */
-import { type IPFamily, type ServiceSnapshot, WorknodeError } from "@worknode/core";
+import { type ServiceSnapshot, WorknodeError } from "@worknode/core";
 import {
   type BackendAddress,
   backendsSignature,
@@ -18,7 +18,7 @@ import {
   type FrontendValue,
   toHexWords,
 } from "../../src/maps/layout.js";
-import { nodePortFrontendIPs, type PlanOptions, type PortPlan, planPort } from "../../src/maps/plan.js";
+import { type PlanOptions, type PortPlan, planServicePorts } from "../../src/maps/plan.js";
 import type { KernelMaps, MapOp } from "../../src/maps/state.js";
 
 /** The node of the tests. */
@@ -31,20 +31,7 @@ export function plansOf(
   keys?: Iterable<string>,
   node: { readonly name: string; readonly nodeIPs: readonly string[] } = NODE,
 ): Map<string, PortPlan | undefined> {
-  const nodePortIPs = new Map<IPFamily, readonly string[]>(
-    options.families.map((f) => [f, nodePortFrontendIPs(node, options, f)]),
-  );
-  const plans = new Map<string, PortPlan | undefined>();
-  for (const key of keys ?? snapshot.services.keys()) {
-    const sp = snapshot.services.get(key);
-    plans.set(
-      key,
-      sp === undefined
-        ? undefined
-        : planPort(sp, snapshot.endpoints.get(key), node, options.families, nodePortIPs),
-    );
-  }
-  return plans;
+  return planServicePorts(snapshot, node, options, keys);
 }
 
 /** A map operation the fake kernel refuses (as bpftool would fail the batch). */
