@@ -106,7 +106,7 @@ export interface RunningNodeProxy {
 export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningNodeProxy> {
   const { logger, settings } = o;
   const registry = createMetricsRegistry();
-  const { families, proxier, tracker, controller } = await createProxyPipeline({
+  const { families, proxier, tracker, controller, serviceHealth } = await createProxyPipeline({
     backend: o.backend,
     settings,
     nodeName: o.nodeName,
@@ -144,6 +144,7 @@ export async function startNodeProxy(o: StartNodeProxyOptions): Promise<RunningN
       logger,
     });
     stoppers.push(() => servers.close());
+    stoppers.push(() => serviceHealth.close());
     const { healthz, metrics } = servers;
 
     if (o.kubeConfig !== undefined) {

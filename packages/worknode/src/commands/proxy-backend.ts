@@ -18,6 +18,7 @@ import {
   type Logger,
   type Proxier,
   type Registry,
+  type ServiceHealthServer,
   UnavailableError,
 } from "@worknode/core";
 import { cgroup2Root, DEFAULT_PIN_PATH, EbpfProxier, EbpfUnavailableError } from "@worknode/proxy-ebpf";
@@ -43,6 +44,11 @@ export interface CliProxierOptions {
   /** iptables and ebpf modes: node ports also answer on 127.0.0.1. */
   readonly localhostNodePorts: boolean;
   readonly logger: Logger;
+  /**
+   * The health-check node port server the proxier updates after every sync (owned by the
+   * caller); unset: none.
+   */
+  readonly serviceHealth?: ServiceHealthServer;
 }
 
 /** What `worknode proxy` and `worknode node` need from the machine; replaceable in tests. */
@@ -314,7 +320,11 @@ export function createIptablesBackend(
       return out;
     },
     createProxier(options) {
-      return new IptablesProxier({ ...options, runner });
+      return new IptablesProxier({
+        ...options,
+        runner,
+        ...(options.serviceHealth !== undefined ? { healthCheck: options.serviceHealth } : {}),
+      });
     },
     cleanup: (logger) => cleanupAllModes(runner, logger, ebpf),
     cleanupOtherModes: (logger) =>
@@ -353,6 +363,7 @@ export function createNftablesBackend(
         masqueradeBit: options.masqueradeBit,
         logger: options.logger,
         runner,
+        ...(options.serviceHealth !== undefined ? { healthCheck: options.serviceHealth } : {}),
       });
     },
     cleanup: (logger) => cleanupAllModes(runner, logger, ebpf),
@@ -390,6 +401,7 @@ export function createEbpfBackend(
         localhostNodePorts: options.localhostNodePorts,
         logger: options.logger,
         runner,
+        ...(options.serviceHealth !== undefined ? { healthCheck: options.serviceHealth } : {}),
         ...(ebpf.cgroupPath !== undefined ? { cgroupPath: ebpf.cgroupPath } : {}),
         ...(ebpf.pinPath !== undefined ? { pinPath: ebpf.pinPath } : {}),
       });

@@ -8,9 +8,11 @@
 import {
   type IPFamily,
   type Logger,
+  nodePortHealthBindAddresses,
   ProxyController,
   type Registry,
   ServiceChangeTracker,
+  ServiceHealthServer,
 } from "@worknode/core";
 import { type CliProxier, noUsableFamilyError, type ProxyBackend } from "./proxy-backend.js";
 import { expandNodePortAddresses } from "./proxy-node-ips.js";
@@ -32,6 +34,11 @@ export interface ProxyPipeline {
   readonly proxier: CliProxier;
   readonly tracker: ServiceChangeTracker;
   readonly controller: ProxyController;
+  /**
+   * The health-check node ports of `externalTrafficPolicy: Local` services (kube-proxy's
+   * service health server), updated by the proxier after every sync; the caller closes it.
+   */
+  readonly serviceHealth: ServiceHealthServer;
 }
 
 /**
@@ -57,23 +64,33 @@ export async function createProxyPipeline(o: {
   } catch (err) {
     logger.warn({ err }, "removing the other proxy modes' leftovers failed");
   }
+  const nodePortAddresses = expandNodePortAddresses(settings.nodePortAddresses, o.nodeIPs);
+  let controller: ProxyController | undefined;
+  const bindAddresses = nodePortHealthBindAddresses(nodePortAddresses, o.nodeIPs);
+  const serviceHealth = new ServiceHealthServer({
+    // As kube-proxy: the node IPs inside --nodeport-addresses, or every address.
+    ...(bindAddresses !== undefined ? { bindAddresses } : {}),
+    proxyHealthy: () => controller?.health.isHealthy() ?? false,
+    logger: logger.child({ component: "service-health" }),
+  });
   const proxier = o.backend.createProxier({
     nodeName: o.nodeName,
     nodeIPs: o.nodeIPs,
     families,
     clusterCIDRs: settings.clusterCIDRs,
     masqueradeAll: settings.masqueradeAll,
-    nodePortAddresses: expandNodePortAddresses(settings.nodePortAddresses, o.nodeIPs),
+    nodePortAddresses,
     masqueradeBit: settings.masqueradeBit,
     localhostNodePorts: settings.localhostNodePorts,
     logger: logger.child({ component: "proxier" }),
+    serviceHealth,
   });
   const tracker = new ServiceChangeTracker({
     nodeName: o.nodeName,
     logger: logger.child({ component: "tracker" }),
     metrics: registry,
   });
-  const controller = new ProxyController({
+  controller = new ProxyController({
     tracker,
     proxier,
     minSyncPeriodMs: settings.minSyncPeriodMs,
@@ -85,5 +102,5 @@ export async function createProxyPipeline(o: {
     registry,
     logger: logger.child({ component: "controller" }),
   });
-  return { families, proxier, tracker, controller };
+  return { families, proxier, tracker, controller, serviceHealth };
 }

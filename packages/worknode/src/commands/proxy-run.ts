@@ -135,7 +135,7 @@ function createSources(
 export async function runProxy(o: RunProxyOptions): Promise<number> {
   const { logger, settings } = o;
   const registry = createMetricsRegistry({ processMetrics: true });
-  const { families, proxier, tracker, controller } = await createProxyPipeline({
+  const { families, proxier, tracker, controller, serviceHealth } = await createProxyPipeline({
     backend: o.backend,
     settings,
     nodeName: o.nodeName,
@@ -158,6 +158,7 @@ export async function runProxy(o: RunProxyOptions): Promise<number> {
       logger,
     });
     stoppers.push(() => servers.close());
+    stoppers.push(() => serviceHealth.close());
     const { healthz, metrics } = servers;
 
     sources.services.addHandler(tracker.serviceHandler);
