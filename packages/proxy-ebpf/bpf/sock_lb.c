@@ -97,6 +97,10 @@ _Static_assert(sizeof(struct wn_affinity_value) == 32, "wn_affinity_value must b
 _Static_assert(sizeof(struct wn_revnat_key) == 32, "wn_revnat_key must be 32 bytes");
 _Static_assert(sizeof(struct wn_revnat_value) == 20, "wn_revnat_value must be 20 bytes");
 
+/* The maps. A restarted proxy reuses the maps it pinned (bpftool's "map name ... pinned ..."),
+ * which works only while their definitions stay the same: changing a map's type, key, value,
+ * max_entries or flags requires bumping MAP_LAYOUT_VERSION in src/maps/layout.ts, so that the
+ * new programs get new maps (in maps-v<N>) and the old ones are removed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct wn_svc_key);
