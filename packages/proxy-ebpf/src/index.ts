@@ -51,7 +51,22 @@ export {
 export {
   DEFAULT_PIN_PATH,
   defaultObjectPath,
+  defaultSocketDestroyObjectPath,
   type EbpfAppliedBatch,
   EbpfProxier,
   type EbpfProxierOptions,
 } from "./proxier.js";
+export {
+  GONE_BACKENDS_MAP,
+  goneUdpBackends,
+  listNetnsHandles,
+  type NetnsHandle,
+  type NetnsTarget,
+  netnsTargets,
+  parseEndpointAddress,
+  parseIteratorOutput,
+  renderGoneBackendsBatch,
+  runDestroyIterator,
+  type SocketDestroyResult,
+  UDP_DESTROY_ITER,
+} from "./sock-destroy.js";

@@ -25,6 +25,7 @@ import {
   Registry,
   type ServiceHealthServer,
   type ServiceSnapshot,
+  type StaleConntrack,
   type SyncInput,
   type SyncStats,
 } from "@worknode/core";
@@ -50,6 +51,15 @@ import {
 } from "./maps/layout.js";
 import { type PlanOptions, type PortPlan, planServicePorts } from "./maps/plan.js";
 import { EbpfMapState, type FrontendConflict, type MapOp } from "./maps/state.js";
+import {
+  GONE_BACKENDS_MAP,
+  goneUdpBackends,
+  listNetnsHandles,
+  netnsTargets,
+  renderGoneBackendsBatch,
+  runDestroyIterator,
+  UDP_DESTROY_ITER,
+} from "./sock-destroy.js";
 
 /** Default bpffs directory of the pinned programs and maps. */
 export const DEFAULT_PIN_PATH = "/sys/fs/bpf/worknode";
@@ -65,6 +75,13 @@ export interface EbpfProxierOptions extends ProxierNodeOptions {
   readonly pinPath?: string;
   /** The compiled programs (default: `dist/bpf/sock_lb.o` of this package). */
   readonly objectPath?: string;
+  /**
+   * Destroy connected UDP sockets whose backend left its service (default true; needs
+   * Linux >= 6.5). Without it such a socket keeps its backend until it reconnects.
+   */
+  readonly socketTermination?: boolean;
+  /** The compiled socket-termination iterator (default: `dist/bpf/sock_destroy.o` of this package). */
+  readonly socketDestroyObjectPath?: string;
   /** Node ports also answer on 127.0.0.1 (default true, as kube-proxy's iptables mode). */
   readonly localhostNodePorts?: boolean;
 }
@@ -85,10 +102,22 @@ export interface EbpfAppliedBatch {
  * or, when running from source, in the package's `dist`.
  */
 export function defaultObjectPath(): string {
+  return shippedObject("sock_lb.o");
+}
+
+/** The socket-termination object shipped with the package (`dist/bpf/sock_destroy.o`), found as {@link defaultObjectPath}. */
+export function defaultSocketDestroyObjectPath(): string {
+  return shippedObject("sock_destroy.o");
+}
+
+function shippedObject(name: string): string {
   const here = dirname(fileURLToPath(import.meta.url));
-  const candidates = [join(here, "bpf", "sock_lb.o"), join(here, "..", "dist", "bpf", "sock_lb.o")];
+  const candidates = [join(here, "bpf", name), join(here, "..", "dist", "bpf", name)];
   return candidates.find((p) => existsSync(p)) ?? (candidates[0] as string);
 }
+
+/** The kernel keeps 15 characters of a map name. */
+const GONE_BACKENDS_KERNEL_NAME = GONE_BACKENDS_MAP.slice(0, 15);
 
 /**
  * The eBPF service-proxy backend (socket load balancing in cgroup hooks).
@@ -108,6 +137,11 @@ export function defaultObjectPath(): string {
  * - The writes are ordered so that no socket ever sees a half-written service (see
  *   {@link EbpfMapState}); a failed batch throws {@link ProxySyncError} naming the failing
  *   line, and the next sync is full.
+ * - **Socket termination:** after a sync in which UDP endpoints left their service
+ *   (`changes.staleConntrack`), connected UDP sockets whose peer is one of them are destroyed
+ *   in every network namespace of the node (the owner gets `ECONNABORTED` and reconnects),
+ *   as kube-proxy deletes their conntrack entries. Failures are logged and counted, never
+ *   fail the sync.
  */
 export class EbpfProxier implements Proxier {
   /** `--proxy-mode` name. */
@@ -125,6 +159,10 @@ export class EbpfProxier implements Proxier {
   private readonly syncFailures: Counter;
   private readonly frontendsGauge: Gauge;
   private readonly backendsGauge: Gauge;
+  private readonly destroyFailures: Counter;
+  private readonly socketsDestroyed: Counter;
+  /** The pinned iterator and map of socket termination, once loaded. */
+  private destroy: { readonly iterPin: string; readonly mapPin: string } | undefined;
 
   constructor(private readonly options: EbpfProxierOptions) {
     // Socket load balancing has no NAT and so no conntrack entries to clean up.
@@ -147,6 +185,16 @@ export class EbpfProxier implements Proxier {
     this.backendsGauge = new Gauge({
       name: "worknode_proxy_ebpf_backend_slots",
       help: "Backend slots in the backend map after the last successful sync",
+      registers,
+    });
+    this.destroyFailures = new Counter({
+      name: "worknode_proxy_ebpf_socket_destroy_failures_total",
+      help: "Total number of failures to load or run socket termination (destroying connected UDP sockets of removed endpoints)",
+      registers,
+    });
+    this.socketsDestroyed = new Counter({
+      name: "worknode_proxy_ebpf_sockets_destroyed_total",
+      help: "Total number of connected UDP sockets destroyed because their endpoint left the service",
       registers,
     });
   }
@@ -271,9 +319,94 @@ export class EbpfProxier implements Proxier {
     this.frontendsGauge.set(state.frontendCount);
     this.backendsGauge.set(state.backendSlotCount);
     await this.support.afterSync(input);
+    await this.terminateSockets(input.changes.staleConntrack);
     let endpoints = 0;
     for (const list of input.snapshot.endpoints.values()) endpoints += list.length;
     return { servicePorts: input.snapshot.services.size, endpoints, written: diff.ops.length };
+  }
+
+  /**
+   * Destroys the connected UDP sockets of the node whose peer is an endpoint of `stale`:
+   * writes the endpoints into `wn_gone_backends`, reads the iterator in every network
+   * namespace, then empties the map again. Never throws.
+   */
+  private async terminateSockets(stale: readonly StaleConntrack[]): Promise<void> {
+    const gone = goneUdpBackends(stale);
+    if (gone.length === 0 || this.destroy === undefined) return;
+    const { iterPin, mapPin } = this.destroy;
+    const fail = (message: string, extra: Record<string, unknown> = {}) => {
+      this.destroyFailures.inc();
+      this.logger.warn({ ...extra, error: message }, "socket termination failed");
+    };
+    let written = gone;
+    try {
+      const failure = await runBatch(this.runner, renderGoneBackendsBatch(gone, mapPin, "update"));
+      if (failure !== undefined) {
+        // The lines before the failing one went in: those are the ones to take out again.
+        written = failure.index >= 0 ? gone.slice(0, failure.index) : [];
+        fail(`writing ${GONE_BACKENDS_MAP}: ${failure.message}`);
+      } else {
+        const targets = netnsTargets(await listNetnsHandles());
+        const result = await runDestroyIterator(this.runner, iterPin, targets);
+        this.socketsDestroyed.inc(result.destroyed);
+        for (const error of result.errors) fail(error);
+        this.logger.info(
+          { endpoints: gone.length, namespaces: result.namespaces, destroyed: result.destroyed },
+          "destroyed connected UDP sockets of removed endpoints",
+        );
+      }
+    } catch (error) {
+      fail(String(error));
+    }
+    if (written.length === 0) return;
+    const failure = await runBatch(this.runner, renderGoneBackendsBatch(written, mapPin, "delete"));
+    if (failure !== undefined) {
+      // Leftovers would destroy sockets of those endpoints at the next run: forget the map.
+      fail(
+        `clearing ${GONE_BACKENDS_MAP}: ${failure.message}; socket termination is off until the next load`,
+      );
+      this.destroy = undefined;
+    }
+  }
+
+  /**
+   * Pins the socket-termination iterator in `dir` (`bpftool iter pin` loads the object with
+   * a fresh `wn_gone_backends` map) and pins that map beside it. On failure (an old kernel,
+   * a missing object) it logs, counts and leaves socket termination off.
+   */
+  private async loadSocketDestroy(dir: string): Promise<void> {
+    this.destroy = undefined;
+    if (this.options.socketTermination === false) return;
+    const objectPath = this.options.socketDestroyObjectPath ?? defaultSocketDestroyObjectPath();
+    const iterPin = join(dir, UDP_DESTROY_ITER);
+    const mapPin = join(dir, GONE_BACKENDS_MAP);
+    try {
+      await bpftool(this.runner, ["iter", "pin", objectPath, iterPin]);
+      const link = JSON.parse(await bpftool(this.runner, ["-j", "link", "show", "pinned", iterPin])) as {
+        prog_id: number;
+      };
+      const prog = JSON.parse(
+        await bpftool(this.runner, ["-j", "prog", "show", "id", String(link.prog_id)]),
+      ) as { map_ids?: number[] };
+      let mapId: number | undefined;
+      for (const id of prog.map_ids ?? []) {
+        const map = JSON.parse(await bpftool(this.runner, ["-j", "map", "show", "id", String(id)])) as {
+          name?: string;
+        };
+        if (map.name === GONE_BACKENDS_KERNEL_NAME) mapId = id;
+      }
+      if (mapId === undefined) throw new Error(`the iterator program has no ${GONE_BACKENDS_MAP} map`);
+      await bpftool(this.runner, ["map", "pin", "id", String(mapId), mapPin]);
+      this.destroy = { iterPin, mapPin };
+    } catch (error) {
+      this.destroyFailures.inc();
+      this.logger.warn(
+        { error: String(error), object: objectPath },
+        "socket termination unavailable: connected UDP sockets keep removed endpoints until they reconnect",
+      );
+      await rm(iterPin, { force: true });
+      await rm(mapPin, { force: true });
+    }
   }
 
   private async readKernelState(): Promise<EbpfMapState> {
@@ -313,6 +446,7 @@ export class EbpfProxier implements Proxier {
       await bpftool(this.runner, ["cgroup", "attach", cgroup, p.attachType, "pinned", pin, "multi"]);
     }
     await this.detachWorknodePrograms(cgroup, before, ours);
+    await this.loadSocketDestroy(progsDir);
     for (const entry of await readdir(this.pinPath)) {
       const path = join(this.pinPath, entry);
       if (path !== progsDir && path !== this.mapsDir) await rm(path, { recursive: true, force: true });
@@ -340,7 +474,9 @@ export class EbpfProxier implements Proxier {
 
   /**
    * Detaches every worknode program from the cgroup and removes the pinned programs and
-   * maps (`--cleanup`); idempotent, and it works from a fresh process.
+   * maps (`--cleanup`), the socket-termination iterator and its map with them (pinned in the
+   * programs' directory, attached to nothing else: the last reference goes with the pin);
+   * idempotent, and it works from a fresh process.
    */
   async cleanup(): Promise<void> {
     const cgroup = await this.cgroupPath();
@@ -348,6 +484,7 @@ export class EbpfProxier implements Proxier {
     await rm(this.pinPath, { recursive: true, force: true });
     this.loaded = false;
     this.state = undefined;
+    this.destroy = undefined;
   }
 
   /** Closes the health-check listeners this proxier created. */

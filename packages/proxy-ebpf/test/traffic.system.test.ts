@@ -15,8 +15,10 @@
  * no address and no rule anywhere knows them.
  */
 
+import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
 import { createCommandRunner, type EndpointSlice, ProxySyncError, type Service } from "@worknode/core";
 import {
   createTestCgroup,
@@ -40,7 +42,13 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bpftool, readBackends, readFrontends } from "../src/bpf-tool.js";
 import { EbpfProxier, type EbpfProxierOptions, frontendId, PROGRAMS } from "../src/index.js";
-import { BACKENDS_MAP, encodeBackendKey, SERVICES_MAP, toHexWords } from "../src/maps/layout.js";
+import {
+  BACKENDS_MAP,
+  encodeBackendKey,
+  encodeBackendValue,
+  SERVICES_MAP,
+  toHexWords,
+} from "../src/maps/layout.js";
 
 const PLAN: TrafficLabPlan = {
   prefix: "wnebp",
@@ -77,7 +85,10 @@ const CIP = {
   hair: "172.30.170.17",
   gone: "172.30.170.18",
   udp: "172.30.170.20",
+  udpTerm: "172.30.170.21",
+  udpKeep: "172.30.170.22",
   v6: "fd00:30:170::10",
+  udpTerm6: "fd00:30:170::21",
 } as const;
 
 let lab: ProxyLab;
@@ -138,6 +149,123 @@ async function bpftoolJson<T>(args: readonly string[]): Promise<T> {
   const out = await createCommandRunner().exec("bpftool", ["-j", ...args]);
   if (out.code !== 0) throw new Error(`bpftool ${args.join(" ")}: ${out.stderr}`);
   return (out.stdout.trim() === "" ? [] : JSON.parse(out.stdout)) as T;
+}
+
+/**
+ * A long-lived python3 client in a namespace holding connected UDP sockets, one per target
+ * (`4`: AF_INET, `6`: AF_INET6, also for a v4-mapped address), driven line by line on stdin:
+ * `ask <socket>` sends a datagram and reads the answer (or the errors of send and recv),
+ * `peer <socket>` is getpeername(), `connect <socket>` connects the socket to its target again.
+ */
+const UDP_CONNECTED_CLIENT = `
+import errno, json, socket, sys
+targets = json.loads(sys.argv[1])
+socks = {}
+def err(e):
+    return errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
+def connect(name):
+    fam, host, port = targets[name]
+    if name not in socks:
+        socks[name] = socket.socket(socket.AF_INET6 if fam == 6 else socket.AF_INET, socket.SOCK_DGRAM)
+    socks[name].connect((host, port))
+for name in targets:
+    connect(name)
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    op, name = line.split()
+    s = socks[name]
+    res = {}
+    if op == "connect":
+        try:
+            connect(name)
+            res["connect"] = "ok"
+        except OSError as e:
+            res["connect"] = err(e)
+    elif op == "peer":
+        try:
+            res["peer"] = s.getpeername()[0]
+        except OSError as e:
+            res["peer"] = err(e)
+    else:
+        try:
+            s.send(b"ping")
+            res["send"] = "ok"
+        except OSError as e:
+            res["send"] = err(e)
+        s.settimeout(2 if res["send"] == "ok" else 0.5)
+        try:
+            res["recv"] = s.recv(512).decode().strip()
+        except OSError as e:
+            res["recv"] = err(e)
+    print(json.dumps(res), flush=True)
+`;
+
+interface ConnectedUdpClient {
+  /** Sends one command line and returns the client's JSON answer. */
+  run(op: "ask" | "peer" | "connect", socket: string): Promise<Record<string, string>>;
+  stop(): void;
+}
+
+/** Starts {@link UDP_CONNECTED_CLIENT} in netns `netns` (a child of the test, so in the test cgroup). */
+async function connectedUdpClient(
+  netns: string,
+  targets: Record<string, [4 | 6, string, number]>,
+): Promise<ConnectedUdpClient> {
+  const child = spawn(
+    "ip",
+    ["netns", "exec", netns, "python3", "-c", UDP_CONNECTED_CLIENT, JSON.stringify(targets)],
+    {
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const next = async (): Promise<Record<string, string>> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`UDP client: no answer (stderr: ${stderr})`)), 10_000);
+    });
+    try {
+      const line = await Promise.race([lines.next(), timeout]);
+      if (line.done) throw new Error(`UDP client exited (stderr: ${stderr})`);
+      return JSON.parse(line.value) as Record<string, string>;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  try {
+    expect(await next()).toEqual({ ready: true });
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
+  }
+  return {
+    async run(op, socket) {
+      child.stdin.write(`${op} ${socket}\n`);
+      return next();
+    },
+    stop() {
+      child.stdin.end();
+      child.kill("SIGKILL");
+    },
+  };
+}
+
+/** The pinned `iter/udp` links of worknode's socket termination (any pin path). */
+async function destroyIteratorLinks(): Promise<{ id: number; prog_id: number }[]> {
+  const links = await bpftoolJson<{ id: number; type: string; prog_id: number }[]>(["link", "show"]);
+  const out: { id: number; prog_id: number }[] = [];
+  for (const l of links.filter((l) => l.type === "iter")) {
+    const prog = await bpftoolJson<{ name?: string }>(["prog", "show", "id", String(l.prog_id)]).catch(
+      () => ({ name: undefined }),
+    );
+    // The kernel keeps 15 characters of wn_iter_udp_destroy; bpftool shows the full name from BTF.
+    if (prog.name?.startsWith("wn_iter_udp_des")) out.push({ id: l.id, prog_id: l.prog_id });
+  }
+  return out;
 }
 
 /** The programs attached to the test cgroup itself. */
@@ -233,6 +361,25 @@ beforeAll(async () => {
     "udp",
     svc({ ns, name: "udp", clusterIP: CIP.udp, ports: DNS_PORTS }),
     slice({ ns, service: "udp", ports: DNS_PORTS, endpoints: endpoints(["pa", "pb"]) }),
+  );
+  // Socket termination: udpterm (dual-stack) loses pc to pd; udpkeep (pb) never changes.
+  add(
+    "udpterm",
+    svc({ ns, name: "udpterm", clusterIP: [CIP.udpTerm, CIP.udpTerm6], ports: DNS_PORTS }),
+    slice({ ns, service: "udpterm", ports: DNS_PORTS, endpoints: endpoints(["pc"]) }),
+  );
+  slices.udpterm6 = slice({
+    ns,
+    service: "udpterm",
+    name: "udpterm-v6",
+    ports: DNS_PORTS,
+    ipv6: true,
+    endpoints: endpoints(["pc"], { v6: true }),
+  });
+  add(
+    "udpkeep",
+    svc({ ns, name: "udpkeep", clusterIP: CIP.udpKeep, ports: DNS_PORTS }),
+    slice({ ns, service: "udpkeep", ports: DNS_PORTS, endpoints: endpoints(["pb"]) }),
   );
   const v6Ports = [...tcp(), ...DNS_PORTS];
   add(
@@ -492,12 +639,118 @@ describe("syncs", () => {
   });
 });
 
+describe("socket termination", () => {
+  it("a connected UDP socket to a removed endpoint is destroyed in its pod's namespace, and reconnects to the new one; other sockets stay", async () => {
+    const metric = async (name: string) =>
+      (await proxier.metrics.getSingleMetric(name)?.get())?.values[0]?.value ?? 0;
+    const destroyedBefore = await metric("worknode_proxy_ebpf_sockets_destroyed_total");
+    const failuresBefore = await metric("worknode_proxy_ebpf_socket_destroy_failures_total");
+    // One iterator is pinned (the restarted proxier replaced the first one's).
+    expect(await destroyIteratorLinks()).toHaveLength(1);
+
+    const client = await connectedUdpClient(lab.pod("pa").name, {
+      v4: [4, CIP.udpTerm, 53],
+      mapped: [6, `::ffff:${CIP.udpTerm}`, 53],
+      v6: [6, CIP.udpTerm6, 53],
+      keep: [4, CIP.udpKeep, 53],
+    });
+    try {
+      const ok = (name: string) => ({ send: "ok", recv: name });
+      for (const s of ["v4", "mapped", "v6"]) expect(await client.run("ask", s), s).toEqual(ok("pc"));
+      expect(await client.run("ask", "keep")).toEqual(ok("pb"));
+      expect(await client.run("peer", "v4")).toEqual({ peer: CIP.udpTerm });
+
+      // pc leaves udpterm (both families), pd takes its place.
+      runner.inputs.length = 0;
+      const next = await apply(
+        {},
+        {
+          udpterm: slice({
+            ns: "default",
+            service: "udpterm",
+            ports: DNS_PORTS,
+            endpoints: endpoints(["pd"]),
+          }),
+          udpterm6: slice({
+            ns: "default",
+            service: "udpterm",
+            name: "udpterm-v6",
+            ports: DNS_PORTS,
+            ipv6: true,
+            endpoints: endpoints(["pd"], { v6: true }),
+          }),
+        },
+      );
+      expect(next.changes.staleConntrack.map((e) => e.endpoint)).toEqual(
+        expect.arrayContaining([`${podIP("pc")}:5353`, `[${podIP6("pc")}]:5353`]),
+      );
+      // The sync wrote the map, then the gone backends, then removed them again.
+      const batches = runner.inputsOf("bpftool");
+      expect(batches).toHaveLength(3);
+      const gonePin = "/wn_gone_backends";
+      const keys = [
+        { ip: podIP("pc"), port: 5353 },
+        { ip: podIP6("pc"), port: 5353 },
+      ].map((b) => toHexWords(encodeBackendValue(b)));
+      const lines = (batch: string) => batch.trimEnd().split("\n").sort();
+      expect(lines(batches[1]!)).toEqual(
+        keys.map((k) =>
+          expect.stringMatching(new RegExp(`^map update pinned \\S+${gonePin} key hex ${k} value hex 01$`)),
+        ),
+      );
+      expect(lines(batches[2]!)).toEqual(
+        keys.map((k) => expect.stringMatching(new RegExp(`^map delete pinned \\S+${gonePin} key hex ${k}$`))),
+      );
+      expect(await metric("worknode_proxy_ebpf_sockets_destroyed_total")).toBe(destroyedBefore + 3);
+      expect(await metric("worknode_proxy_ebpf_socket_destroy_failures_total")).toBe(failuresBefore);
+
+      // The destroyed sockets are disconnected; the kernel reports the abort once, to recv.
+      for (const s of ["v4", "mapped", "v6"]) {
+        expect(await client.run("peer", s), s).toEqual({ peer: "ENOTCONN" });
+        expect(await client.run("ask", s), s).toEqual({ send: "EDESTADDRREQ", recv: "ECONNABORTED" });
+      }
+      // The other service's socket was left alone.
+      expect(await client.run("peer", "keep")).toEqual({ peer: CIP.udpKeep });
+      expect(await client.run("ask", "keep")).toEqual(ok("pb"));
+
+      // Connecting again picks the service's current endpoint.
+      for (const s of ["v4", "mapped", "v6"]) {
+        expect(await client.run("connect", s), s).toEqual({ connect: "ok" });
+        expect(await client.run("ask", s), s).toEqual(ok("pd"));
+      }
+      expect(await client.run("peer", "v4")).toEqual({ peer: CIP.udpTerm });
+
+      // A sync without removed UDP endpoints destroys nothing and runs no iterator.
+      runner.inputs.length = 0;
+      await apply(
+        {},
+        {
+          udpkeep: slice({
+            ns: "default",
+            service: "udpkeep",
+            ports: DNS_PORTS,
+            endpoints: endpoints(["pb", "pd"]),
+          }),
+        },
+      );
+      expect(runner.inputsOf("bpftool")).toHaveLength(1);
+      expect(await client.run("ask", "keep")).toMatchObject({ send: "ok" });
+      expect(await client.run("ask", "v4")).toEqual(ok("pd"));
+    } finally {
+      client.stop();
+    }
+  });
+});
+
 describe("cleanup", () => {
   it("cleanup() detaches every program, removes the pins, and the cluster IP is no longer balanced", async () => {
     expect(await worknodePrograms()).toHaveLength(8);
+    expect(await destroyIteratorLinks()).toHaveLength(1);
     await proxier.cleanup();
     expect(await worknodePrograms()).toEqual([]);
     expect(existsSync(PIN_PATH)).toBe(false);
+    // The socket-termination iterator went with its pin.
+    expect(await destroyIteratorLinks()).toEqual([]);
     const [r] = await tcpFrom(node, CIP.web, 80, 1, 1_500);
     expect(r!.ok).toBe(false);
     await proxier.cleanup(); // idempotent
