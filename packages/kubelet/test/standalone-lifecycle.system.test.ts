@@ -388,7 +388,7 @@ describe("standalone kubelet: probes, hooks, image pulls, volumes, pod start met
     expect((await exec(reader, ["cat", "/proc/mounts"])).stdout).not.toContain(" /mem ");
   });
 
-  it("observes kubelet_pod_start_duration_seconds once per pod that got all containers running", async () => {
+  it("observes kubelet_pod_start_duration_seconds and its SLI once per pod that got all containers running", async () => {
     const started = new Set(
       statusLog
         .filter((e) => {
@@ -403,6 +403,11 @@ describe("standalone kubelet: probes, hooks, image pulls, volumes, pod start met
     const sum = Number(/kubelet_pod_start_duration_seconds_sum (\S+)/.exec(text)?.[1]);
     expect(sum).toBeGreaterThan(0);
     expect(text).toContain(`kubelet_pod_start_duration_seconds_bucket{le="3600"} ${started.size}`);
+    // The SLI histogram sees the same starts, each without its image pulls: never longer.
+    expect(text).toContain(`kubelet_pod_start_sli_duration_seconds_count ${started.size}`);
+    const sli = Number(/kubelet_pod_start_sli_duration_seconds_sum (\S+)/.exec(text)?.[1]);
+    expect(sli).toBeGreaterThan(0);
+    expect(sli).toBeLessThanOrEqual(sum);
   });
 });
 

@@ -259,12 +259,14 @@ describe("container log rotation", () => {
       expect(seen.served[i]).toBe((seen.served[i - 1] as number) + 1);
   });
 
-  it("serves kubelet_pod_start_duration_seconds on /metrics", async () => {
+  it("serves kubelet_pod_start_duration_seconds and kubelet_pod_start_sli_duration_seconds on /metrics", async () => {
     const base = `https://127.0.0.1:${server.serverAddress?.port}`;
     const res = await get(`${base}/metrics`);
     expect(res.status).toBe(200);
     expect(res.body).toContain("# TYPE kubelet_pod_start_duration_seconds histogram");
     expect(res.body).toContain("kubelet_pod_start_duration_seconds_count 1");
     expect(res.body).toContain('kubelet_pod_start_duration_seconds_bucket{le="3600"} 1');
+    expect(res.body).toContain("# TYPE kubelet_pod_start_sli_duration_seconds histogram");
+    expect(res.body).toContain("kubelet_pod_start_sli_duration_seconds_count 1");
   });
 });

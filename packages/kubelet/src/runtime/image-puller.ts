@@ -60,6 +60,10 @@ export interface ImagePullerOptions {
   readonly backoff?: KeyedBackoff;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** A pull for a pod starts (`clock.monotonic()` ms): for `kubelet_pod_start_sli_duration_seconds`. */
+  readonly onPullStarted?: (podUID: string, at: number) => void;
+  /** A pull for a pod ended, successfully or not (`clock.monotonic()` ms). */
+  readonly onPullFinished?: (podUID: string, at: number) => void;
 }
 
 /** Per-call options of {@link ImagePuller.ensureImage}. */
@@ -118,9 +122,15 @@ export class ImagePuller {
       throw new ImagePullError("ImagePullBackOff", `Back-off pulling image "${image}"`);
     }
     record("Normal", EventReason.PullingImage, `Pulling image "${image}"`);
+    const uid = pod.metadata?.uid ?? "";
+    this.options.onPullStarted?.(uid, this.clock.monotonic());
     const started = this.clock.now();
     try {
-      const imageRef = await this.pullWithCredentials(image, sandboxConfig, options.credentials ?? []);
+      const imageRef = await this.pullWithCredentials(
+        image,
+        sandboxConfig,
+        options.credentials ?? [],
+      ).finally(() => this.options.onPullFinished?.(uid, this.clock.monotonic()));
       const took = formatGoDuration(this.clock.now() - started);
       const size = await this.options.client.image
         .imageStatus({ image: { image: imageRef } })

@@ -40,7 +40,7 @@ import { DEFAULT_POD_LOGS_ROOT } from "../log-paths.js";
 import { ContainerLogManager } from "../logs/container-log-manager.js";
 import { type LogRotationPolicy, logRotationPolicy } from "../logs/log-rotation-plan.js";
 import { isPodDeleted, type PodStatus } from "../pod-spec.js";
-import { PodStartLatencyTracker } from "../pod-start-latency.js";
+import { PodStartLatencyTracker, type PodStartObservation } from "../pod-start-latency.js";
 import { ProbeHandlers } from "../probes/probe-handlers.js";
 import { ImagePuller, newImagePullBackoff } from "./image-puller.js";
 import { DEFAULT_RELIST_PERIOD_MS, Pleg } from "./pleg.js";
@@ -124,10 +124,11 @@ export interface KubeletOptions {
   readonly onPodTerminated?: (pod: Pod, finalStatus: PodStatus) => void;
   /**
    * Called once per pod when every app container first runs, with the seconds
-   * since the kubelet first saw the pod (`kubelet_pod_start_duration_seconds`,
-   * e.g. `KubeletMetrics.observePodStart`).
+   * since the kubelet first saw the pod (`kubelet_pod_start_duration_seconds`)
+   * and the same without its image pulls (`kubelet_pod_start_sli_duration_seconds`):
+   * e.g. `KubeletMetrics.observePodStart`.
    */
-  readonly onPodStarted?: (pod: Pod, startDurationSeconds: number) => void;
+  readonly onPodStarted?: (pod: Pod, startDurationSeconds: number, start: PodStartObservation) => void;
   /**
    * Container log rotation (`containerLogMaxSize` / `containerLogMaxFiles`); default
    * kubelet's 10Mi and 5 files; `false` turns rotation off.
@@ -222,6 +223,8 @@ export class Kubelet {
         backoff: options.imagePullBackoff ?? newImagePullBackoff(),
         clock: this.clock,
         logger: this.logger,
+        onPullStarted: (uid, at) => this.podStartLatency.pullStarted(uid, at),
+        onPullFinished: (uid, at) => this.podStartLatency.pullFinished(uid, at),
       }),
       killer: this.killer,
       probeRunner: options.probeRunner ?? new ProbeHandlers({ runtime: client.runtime, logger: this.logger }),
@@ -249,7 +252,7 @@ export class Kubelet {
         const uid = pod.metadata?.uid ?? "";
         if (this.entries.get(uid)?.worker || this.terminating.has(uid)) this.statuses.set(uid, status);
         const started = this.podStartLatency.observeStatus(pod, status, this.clock.monotonic());
-        if (started !== undefined) options.onPodStarted?.(pod, started);
+        if (started !== undefined) options.onPodStarted?.(pod, started.durationSeconds, started);
         options.onStatus?.(pod, status);
       },
     };

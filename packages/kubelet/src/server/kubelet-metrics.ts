@@ -9,6 +9,7 @@
  * | `kubelet_running_containers` | gauge | `container_state` (`created`, `running`, `exited`, `unknown`) |
  * | `kubelet_desired_pods` | gauge | `static` |
  * | `kubelet_pod_start_duration_seconds` | histogram | |
+ * | `kubelet_pod_start_sli_duration_seconds` | histogram | |
  * | `kubelet_pod_worker_duration_seconds` | histogram | `operation_type` (`create`, `update`, `sync`) |
  * | `kubelet_pod_worker_start_duration_seconds` | histogram | |
  * | `kubelet_pleg_relist_duration_seconds` | histogram | |
@@ -102,6 +103,8 @@ export class KubeletMetrics {
   readonly desiredPods: Gauge<"static">;
   /** `kubelet_pod_start_duration_seconds`: first seen → running. */
   readonly podStartDuration: Histogram;
+  /** `kubelet_pod_start_sli_duration_seconds`: the same without the image pulls. */
+  readonly podStartSliDuration: Histogram;
   /** `kubelet_pod_worker_duration_seconds{operation_type}`: one sync of a pod. */
   readonly podWorkerDuration: Histogram<"operation_type">;
   /** `kubelet_pod_worker_start_duration_seconds`: pod seen → worker started. */
@@ -170,6 +173,12 @@ export class KubeletMetrics {
     this.podStartDuration = new Histogram({
       name: "kubelet_pod_start_duration_seconds",
       help: "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
+      buckets: [...POD_START_DURATION_BUCKETS],
+      registers,
+    });
+    this.podStartSliDuration = new Histogram({
+      name: "kubelet_pod_start_sli_duration_seconds",
+      help: "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run, excluding the time spent pulling images",
       buckets: [...POD_START_DURATION_BUCKETS],
       registers,
     });
@@ -262,10 +271,16 @@ export class KubeletMetrics {
   }
 
   /**
-   * Records one pod start in `kubelet_pod_start_duration_seconds`; shaped for
-   * the `Kubelet`'s `onPodStarted` option (`onPodStarted: metrics.observePodStart`).
+   * Records one pod start in `kubelet_pod_start_duration_seconds` and, when given,
+   * `kubelet_pod_start_sli_duration_seconds`; shaped for the `Kubelet`'s
+   * `onPodStarted` option (`onPodStarted: metrics.observePodStart`).
    */
-  readonly observePodStart = (_pod: Pod, startDurationSeconds: number): void => {
+  readonly observePodStart = (
+    _pod: Pod,
+    startDurationSeconds: number,
+    start?: { readonly sliDurationSeconds: number },
+  ): void => {
     this.podStartDuration.observe(startDurationSeconds);
+    if (start !== undefined) this.podStartSliDuration.observe(start.sliDurationSeconds);
   };
 }
