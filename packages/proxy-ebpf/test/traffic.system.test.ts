@@ -471,6 +471,32 @@ describe("cluster IPs", () => {
     expect(replies[0]).toMatch(/^p[abc]$/);
     expect(new Set(replies).size).toBe(1);
   });
+
+  it("sessionAffinity lets go of an endpoint that left the service and sticks to a current one", async () => {
+    const [first] = names(await tcpFrom(node, CIP.sticky, 80, 1));
+    const rest = (["pa", "pb", "pc"] as const).filter((n) => n !== first);
+    await apply(
+      {},
+      { sticky: slice({ ns: "default", service: "sticky", ports: tcp(), endpoints: endpoints(rest) }) },
+    );
+    const after = names(await tcpFrom(node, CIP.sticky, 80, 10));
+    expect(after).not.toContain(first);
+    expect(rest).toContain(after[0]);
+    expect(new Set(after).size).toBe(1);
+    // The endpoint back: the client stays where affinity put it.
+    await apply(
+      {},
+      {
+        sticky: slice({
+          ns: "default",
+          service: "sticky",
+          ports: tcp(),
+          endpoints: endpoints(["pa", "pb", "pc"]),
+        }),
+      },
+    );
+    expect(new Set(names(await tcpFrom(node, CIP.sticky, 80, 10)))).toEqual(new Set([after[0]]));
+  });
 });
 
 describe("node ports, external and load-balancer IPs, traffic policies", () => {
