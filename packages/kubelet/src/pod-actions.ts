@@ -5,8 +5,14 @@
  *
  * The worker executes the returned {@link PodActions} in kubelet's order: kill the
  * pod if asked (all containers, then the sandbox); else kill `containersToKill`;
- * create the sandbox if asked; start `nextInitContainerToStart` if any; else
- * start `containersToStart` in order.
+ * create the sandbox if asked; start `initContainersToStart` in order, then
+ * `containersToStart` in order.
+ *
+ * Restartable (sidecar) init containers — init containers with `restartPolicy:
+ * Always` (KEP-753) — follow kubelet's `computeInitContainerActions`: they start in
+ * the init sequence, count as done for the ordering once running (and past their
+ * startup probe, if any), and are restarted after every exit whatever the pod's
+ * restart policy, until the app containers are done.
  *
  * @module
  */
@@ -21,6 +27,7 @@ import {
   initContainers,
   isHostNetwork,
   isPodDeleted,
+  isRestartableInitContainer,
   restartPolicyOf,
   shouldRestartOnFailure,
 } from "./pod-spec.js";
@@ -89,7 +96,12 @@ export interface PodActions {
   readonly sandboxId?: string;
   /** `metadata.attempt` of the sandbox to create (or of the current one). */
   readonly attempt: number;
-  /** The init container to start now; app containers wait until init is done. */
+  /**
+   * Init containers to start now, in spec order: the next regular init container
+   * (app containers wait until initialization is done) and sidecars to (re)start.
+   */
+  readonly initContainersToStart: readonly ContainerToStart[];
+  /** The first of `initContainersToStart`, when there is one. */
   readonly nextInitContainerToStart?: string;
   /** App containers to start, in spec order. */
   readonly containersToStart: readonly ContainerToStart[];
@@ -117,6 +129,11 @@ export interface PodActionsContext {
   readonly livenessFailed?: ReadonlySet<string>;
   /** Names of containers whose *current* instance failed its startup probe. */
   readonly startupFailed?: ReadonlySet<string>;
+  /**
+   * Names of containers whose *current* instance passed its startup probe. A sidecar
+   * with a startup probe that is not in here holds back the next init container.
+   */
+  readonly startupSucceeded?: ReadonlySet<string>;
 }
 
 /** kubelet's `PodSandboxChanged`: whether a new sandbox is needed, its attempt, and the current sandbox. */
@@ -139,8 +156,9 @@ export function podSandboxChanged(
 
 /**
  * kubelet's `ShouldContainerBeRestarted`: start when never run, or created / unknown;
- * never when running or the pod is being deleted; an exited one per restart policy
- * (`Never`: no; `OnFailure`: only after a non-zero exit; `Always`: yes).
+ * never when running or the pod is being deleted; an exited sidecar (restartable
+ * init container) always; another exited one per restart policy (`Never`: no;
+ * `OnFailure`: only after a non-zero exit; `Always`: yes).
  */
 export function shouldContainerBeRestarted(
   pod: Pod,
@@ -152,6 +170,8 @@ export function shouldContainerBeRestarted(
   if (!s) return true;
   if (s.state === "running") return false;
   if (s.state === "unknown" || s.state === "created") return true;
+  const spec = initContainers(pod).find((c) => c.name === name);
+  if (spec && isRestartableInitContainer(spec)) return true;
   const policy = restartPolicyOf(pod);
   if (policy === "Never") return false;
   if (policy === "OnFailure" && (s.exitCode ?? 0) === 0) return false;
@@ -201,6 +221,123 @@ export function findNextInitContainerToRun(
   return { done: false, next: inits[0] as Container };
 }
 
+/** Result of {@link computeInitContainerActions}. */
+export interface InitContainerActions {
+  /**
+   * Initialization is done: the last init container completed (regular) or started
+   * (sidecar), or an app container was created or runs (init ran before).
+   */
+  readonly initialized: boolean;
+  /** Init containers to start now, in spec order. */
+  readonly toStart: readonly ContainerToStart[];
+  /** Init container instances to kill before they restart. */
+  readonly toKill: readonly ContainerToKill[];
+  /** A regular init container failed and the pod's restart policy is `Never`: the pod failed. */
+  readonly failed: boolean;
+}
+
+/** kubelet's `hasAnyRegularContainerCreated`: an app container was created, runs or exited. */
+export function hasAnyRegularContainerCreated(
+  pod: Pod,
+  latest: ReadonlyMap<string, ContainerRuntimeStatus>,
+): boolean {
+  return appContainers(pod).some((c) => {
+    const st = latest.get(c.name)?.state;
+    return st === "created" || st === "running" || st === "exited";
+  });
+}
+
+/**
+ * kubelet's `computeInitContainerActions` (with sidecar containers): walks the init
+ * containers from the last one that has a runtime status backwards, so init
+ * containers garbage-collected after they completed are not run again.
+ *
+ * - a regular init container runs to completion; once it exited 0 the next one starts;
+ *   a failed one restarts, or fails the pod under `Never`;
+ * - a sidecar counts as done once running and, with a startup probe, once that probe
+ *   succeeded; the next init container then starts while it keeps running; it is
+ *   restarted after every exit (any code, any restart policy), killed and restarted
+ *   when its spec changed or its liveness / startup probe failed;
+ * - after initialization (an app container was created) only sidecars are looked at:
+ *   missing or exited ones are started again;
+ * - a created or unknown-state init container is (killed and) started again.
+ */
+export function computeInitContainerActions(
+  pod: Pod,
+  latest: ReadonlyMap<string, ContainerRuntimeStatus>,
+  ctx: Pick<PodActionsContext, "livenessFailed" | "startupFailed" | "startupSucceeded"> = {},
+): InitContainerActions {
+  const inits = initContainers(pod);
+  if (inits.length === 0) return { initialized: true, toStart: [], toKill: [], failed: false };
+  let initialized = appContainers(pod).some((c) => {
+    const st = latest.get(c.name)?.state;
+    return st === "created" || st === "running";
+  });
+  let previouslyInitialized = initialized;
+  const restartOnFailure = shouldRestartOnFailure(pod);
+  const failed: InitContainerActions = { initialized: false, toStart: [], toKill: [], failed: true };
+  const toStart: ContainerToStart[] = [];
+  const toKill: ContainerToKill[] = [];
+  const restart = (c: Container, id: string, reason: KillReason, message: string): void => {
+    toKill.push({ id, name: c.name, reason, message });
+    toStart.push({ name: c.name, reason: reason === "Unknown" ? "NotRunning" : reason });
+  };
+  for (let i = inits.length - 1; i >= 0; i--) {
+    const c = inits[i] as Container;
+    const sidecar = isRestartableInitContainer(c);
+    const s = latest.get(c.name);
+    if (!s) {
+      if (previouslyInitialized && sidecar) toStart.push({ name: c.name, reason: "NotStarted" });
+      continue;
+    }
+    if (previouslyInitialized && !sidecar) continue;
+    const next = inits[i + 1];
+    switch (s.state) {
+      case "created":
+        toStart.push({ name: c.name, reason: "NotRunning" });
+        break;
+      case "running": {
+        if (!sidecar) break;
+        if (c.startupProbe) {
+          if (ctx.startupFailed?.has(c.name)) {
+            restart(c, s.id, "StartupProbe", `Init container ${c.name} failed startup probe`);
+            break;
+          }
+          if (!ctx.startupSucceeded?.has(c.name)) break;
+        }
+        if (!next) initialized = true;
+        else if (!previouslyInitialized) toStart.push({ name: next.name, reason: "NotStarted" });
+        if (s.containerSpecHash !== hashContainer(c)) {
+          restart(c, s.id, "SpecChanged", `Init container ${c.name} definition changed`);
+        } else if (ctx.livenessFailed?.has(c.name)) {
+          restart(c, s.id, "LivenessProbe", `Init container ${c.name} failed liveness probe`);
+        }
+        break;
+      }
+      case "exited":
+        if (sidecar) {
+          toStart.push({ name: c.name, reason: "Restart" });
+        } else if (isInitContainerFailed(s)) {
+          if (!restartOnFailure) return failed;
+          toStart.push({ name: c.name, reason: "Restart" });
+        } else if (!next) {
+          initialized = true;
+        } else {
+          toStart.push({ name: next.name, reason: "NotStarted" });
+        }
+        break;
+      default:
+        if (!sidecar && !restartOnFailure) return failed;
+        restart(c, s.id, "Unknown", `Init container is in "unknown" state, try killing it before restart`);
+        break;
+    }
+    previouslyInitialized = true;
+  }
+  if (!previouslyInitialized) toStart.push({ name: (inits[0] as Container).name, reason: "NotStarted" });
+  toStart.reverse();
+  return { initialized, toStart, toKill, failed: false };
+}
+
 function containerSucceeded(latest: ReadonlyMap<string, ContainerRuntimeStatus>, name: string): boolean {
   const s = latest.get(name);
   return s !== undefined && s.state === "exited" && (s.exitCode ?? 0) === 0;
@@ -216,10 +353,13 @@ function containerSucceeded(latest: ReadonlyMap<string, ContainerRuntimeStatus>,
  *   are skipped); nothing at all when the pod is done and will not restart;
  * - init containers run one at a time in order, each to completion; a failed one is
  *   restarted unless the restart policy is `Never`, which fails (and kills) the pod;
+ *   sidecars (restartable init containers) only need to run, and are restarted
+ *   whenever they exit (see {@link computeInitContainerActions});
  * - app containers that are not running start according to the restart policy;
  *   running ones whose spec hash changed are killed and restarted (whatever the
  *   policy); failed liveness or startup probes kill them, restarting unless `Never`;
- * - nothing left running and nothing to start → kill the pod (stop the sandbox);
+ * - no app container left running and none to start → kill the pod (stop the
+ *   sandbox and the sidecars, which are not restarted then);
  * - a pod with a deletion timestamp is only killed.
  *
  * Every container to start whose latest instance exited is checked against the
@@ -238,6 +378,7 @@ export function computePodActions(pod: Pod, status: RuntimePodStatus, ctx: PodAc
       ...base,
       killPod: true,
       createSandbox: false,
+      initContainersToStart: [],
       containersToStart: [],
       containersToKill: [],
       backoff: [],
@@ -247,7 +388,7 @@ export function computePodActions(pod: Pod, status: RuntimePodStatus, ctx: PodAc
 
   const toStart: ContainerToStart[] = [];
   const toKill: ContainerToKill[] = [];
-  let nextInit: Container | undefined;
+  let initToStart: ContainerToStart[] = [];
   let killPod = sandbox.changed;
   const createSandbox = sandbox.changed;
   let initFailed = false;
@@ -261,7 +402,7 @@ export function computePodActions(pod: Pod, status: RuntimePodStatus, ctx: PodAc
         createSandbox: false,
         toStart,
         toKill,
-        nextInit,
+        initToStart,
         initFailed,
       });
     }
@@ -269,21 +410,22 @@ export function computePodActions(pod: Pod, status: RuntimePodStatus, ctx: PodAc
       if (restartPolicyOf(pod) === "OnFailure" && containerSucceeded(latest, c.name)) continue;
       toStart.push({ name: c.name, reason: "SandboxChanged" });
     }
-    if (toStart.length === 0 && findNextInitContainerToRun(pod, latest).done) {
+    // kubelet: with nothing to start, a pod whose app containers were created before is done.
+    if (toStart.length === 0 && hasAnyRegularContainerCreated(pod, latest)) {
       return finish(pod, status, ctx, {
         ...base,
         killPod,
         createSandbox: false,
         toStart,
         toKill,
-        nextInit,
+        initToStart,
         initFailed,
       });
     }
     const firstInit = initContainers(pod)[0];
     if (firstInit) {
       toStart.length = 0;
-      nextInit = firstInit;
+      initToStart = [{ name: firstInit.name, reason: "SandboxChanged" }];
     }
     return finish(pod, status, ctx, {
       ...base,
@@ -291,36 +433,27 @@ export function computePodActions(pod: Pod, status: RuntimePodStatus, ctx: PodAc
       createSandbox,
       toStart,
       toKill,
-      nextInit,
+      initToStart,
       initFailed,
     });
   }
 
-  const init = findNextInitContainerToRun(pod, latest);
-  if (!init.done) {
-    if (init.next) {
-      if (init.lastFailed && !shouldRestartOnFailure(pod)) {
-        killPod = true;
-        initFailed = true;
-      } else {
-        if (init.lastFailed?.state === "unknown") {
-          toKill.push({
-            id: init.lastFailed.id,
-            name: init.next.name,
-            reason: "Unknown",
-            message: `Init container is in "unknown" state, try killing it before restart`,
-          });
-        }
-        nextInit = init.next;
-      }
-    }
+  const init = computeInitContainerActions(pod, latest, ctx);
+  if (init.failed) {
+    killPod = true;
+    initFailed = true;
+  } else {
+    initToStart = [...init.toStart];
+    toKill.push(...init.toKill);
+  }
+  if (init.failed || !init.initialized) {
     return finish(pod, status, ctx, {
       ...base,
       killPod,
       createSandbox,
       toStart,
       toKill,
-      nextInit,
+      initToStart,
       initFailed,
     });
   }
@@ -368,8 +501,20 @@ export function computePodActions(pod: Pod, status: RuntimePodStatus, ctx: PodAc
     }
     toKill.push({ id: s.id, name: c.name, reason, message });
   }
-  if (keep === 0 && toStart.length === 0) killPod = true;
-  return finish(pod, status, ctx, { ...base, killPod, createSandbox, toStart, toKill, nextInit, initFailed });
+  if (keep === 0 && toStart.length === 0) {
+    killPod = true;
+    // Sidecars do not keep a pod alive whose app containers are done.
+    initToStart = [];
+  }
+  return finish(pod, status, ctx, {
+    ...base,
+    killPod,
+    createSandbox,
+    toStart,
+    toKill,
+    initToStart,
+    initFailed,
+  });
 }
 
 interface Draft {
@@ -379,7 +524,7 @@ interface Draft {
   createSandbox: boolean;
   toStart: ContainerToStart[];
   toKill: ContainerToKill[];
-  nextInit: Container | undefined;
+  initToStart: ContainerToStart[];
   initFailed: boolean;
 }
 
@@ -411,14 +556,15 @@ function finish(pod: Pod, status: RuntimePodStatus, ctx: PodActionsContext, d: D
     return true;
   };
 
-  let nextInitContainerToStart: string | undefined;
-  if (d.nextInit && admit(d.nextInit.name)) nextInitContainerToStart = d.nextInit.name;
+  const initContainersToStart = d.initToStart.filter((c) => admit(c.name));
+  const nextInitContainerToStart = initContainersToStart[0]?.name;
   // A container killed for a changed spec restarts at once: its new spec has a fresh back-off key.
   const containersToStart = d.toStart.filter((c) => admit(c.name));
   const out: PodActions = {
     killPod: d.killPod,
     createSandbox: d.createSandbox,
     attempt: d.attempt,
+    initContainersToStart,
     containersToStart,
     containersToKill: d.toKill,
     backoff,

@@ -11,6 +11,7 @@ import {
   appContainers,
   type ContainerStatus,
   initContainers,
+  isRestartableInitContainer,
   type PodCondition,
   type PodPhase,
 } from "./pod-spec.js";
@@ -37,7 +38,10 @@ export function readyToStartContainersCondition(sandboxReady: boolean): PodCondi
   return { type: "PodReadyToStartContainers", status: sandboxReady ? "True" : "False" };
 }
 
-/** `ContainersReady` (kubelet's `GenerateContainersReadyCondition`). */
+/**
+ * `ContainersReady` (kubelet's `GenerateContainersReadyCondition`): every sidecar
+ * (restartable init container) and every app container ready.
+ */
 export function containersReadyCondition(
   pod: Pod,
   statuses: readonly ContainerStatus[],
@@ -46,7 +50,7 @@ export function containersReadyCondition(
   const map = byName(statuses);
   const unknown: string[] = [];
   const unready: string[] = [];
-  for (const c of appContainers(pod)) {
+  for (const c of [...initContainers(pod).filter(isRestartableInitContainer), ...appContainers(pod)]) {
     const s = map.get(c.name);
     if (!s) unknown.push(c.name);
     else if (!s.ready) unready.push(c.name);
@@ -99,7 +103,10 @@ export function podReadyCondition(
   return { type: "Ready", status: "True" };
 }
 
-/** `Initialized` (kubelet's `GeneratePodInitializedCondition`). */
+/**
+ * `Initialized` (kubelet's `GeneratePodInitializedCondition`): regular init
+ * containers completed (ready) and sidecars (restartable init containers) started.
+ */
 export function initializedCondition(
   pod: Pod,
   statuses: readonly ContainerStatus[],
@@ -111,7 +118,7 @@ export function initializedCondition(
   for (const c of initContainers(pod)) {
     const s = map.get(c.name);
     if (!s) unknown.push(c.name);
-    else if (!s.ready) incomplete.push(c.name);
+    else if (isRestartableInitContainer(c) ? !s.started : !s.ready) incomplete.push(c.name);
   }
   if (phase === "Succeeded" && unknown.length === 0)
     return { type: "Initialized", status: "True", reason: "PodCompleted" };

@@ -67,6 +67,19 @@ export function initContainers(pod: Pod): readonly Container[] {
   return pod.spec?.initContainers ?? [];
 }
 
+/**
+ * True for a restartable (sidecar) init container: an init container with
+ * `restartPolicy: Always` (KEP-753). It keeps running beside the app containers.
+ */
+export function isRestartableInitContainer(c: Container): boolean {
+  return c.restartPolicy === "Always";
+}
+
+/** The pod's restartable (sidecar) init containers, in spec order. */
+export function sidecarContainers(pod: Pod): readonly Container[] {
+  return initContainers(pod).filter(isRestartableInitContainer);
+}
+
 /** kubelet's `format.Pod`: `name_namespace(uid)`, used in messages. */
 export function formatPod(pod: Pod): string {
   const m = pod.metadata;

@@ -24,6 +24,7 @@ import {
   initContainers,
   isHostNetwork,
   isPodDeleted,
+  isRestartableInitContainer,
   type PodCondition,
   type PodPhase,
   type PodStatus,
@@ -208,7 +209,7 @@ export function convertContainerStatuses(
   // Containers that will be (re)started show their last start failure as waiting state.
   const latest = latestContainerByName(runtime);
   for (const c of containers) {
-    if (isInit) {
+    if (isInit && !isRestartableInitContainer(c)) {
       const s = latest.get(c.name);
       if (s && s.state === "exited" && (s.exitCode ?? 0) === 0) continue;
     }
@@ -227,16 +228,39 @@ export function convertContainerStatuses(
 
 /**
  * kubelet's `getPhase` from the spec and the generated container statuses
- * (init and app), for pods without restartable (sidecar) init containers.
+ * (init and app). Sidecars (restartable init containers) keep the pod Pending
+ * until they started (unless an app container was created); running ones count
+ * as running containers; terminated ones are ignored, so a finished pod's phase
+ * comes from its app containers only.
  *
  * @param podIsTerminal the worker decided the pod will not run again
  */
 export function podPhase(pod: Pod, statuses: readonly ContainerStatus[], podIsTerminal = false): PodPhase {
   const byName = new Map(statuses.map((s) => [s.name, s]));
   let pendingInit = 0;
+  let pendingSidecars = 0;
   let failedInit = 0;
+  let unknown = 0;
+  let running = 0;
+  let waiting = 0;
+  let stopped = 0;
+  let succeeded = 0;
   for (const c of initContainers(pod)) {
     const s = byName.get(c.name);
+    if (isRestartableInitContainer(c)) {
+      if (!s?.state) unknown++;
+      else if (s.state.running) {
+        if (!s.started) pendingSidecars++;
+        running++;
+      } else if (s.state.terminated) {
+        // A terminated sidecar does not count.
+      } else if (s.state.waiting) {
+        if (!s.lastState?.terminated) pendingSidecars++;
+      } else {
+        pendingSidecars++;
+      }
+      continue;
+    }
     if (!s?.state) {
       pendingInit++;
     } else if (s.state.running) {
@@ -253,11 +277,6 @@ export function podPhase(pod: Pod, statuses: readonly ContainerStatus[], podIsTe
       pendingInit++;
     }
   }
-  let unknown = 0;
-  let running = 0;
-  let waiting = 0;
-  let stopped = 0;
-  let succeeded = 0;
   for (const c of appContainers(pod)) {
     const s = byName.get(c.name);
     if (!s?.state) {
@@ -277,6 +296,7 @@ export function podPhase(pod: Pod, statuses: readonly ContainerStatus[], podIsTe
   const policy = restartPolicyOf(pod);
   if (failedInit > 0 && policy === "Never") return "Failed";
   if (pendingInit > 0) return "Pending";
+  if (pendingSidecars > 0 && !anyAppContainerCreated(pod, byName)) return "Pending";
   if (waiting > 0) return "Pending";
   if (running > 0 && unknown === 0) return "Running";
   if (running === 0 && stopped > 0 && unknown === 0) {
@@ -289,16 +309,24 @@ export function podPhase(pod: Pod, statuses: readonly ContainerStatus[], podIsTe
   return "Pending";
 }
 
+/** kubelet's `HasAnyRegularContainerStarted`: an app container runs or terminated. */
+function anyAppContainerCreated(pod: Pod, byName: ReadonlyMap<string, ContainerStatus>): boolean {
+  return appContainers(pod).some((c) => {
+    const st = byName.get(c.name)?.state;
+    return Boolean(st?.running || st?.terminated);
+  });
+}
+
 function isTerminalPhase(p: string | undefined): p is "Succeeded" | "Failed" {
   return p === "Succeeded" || p === "Failed";
 }
 
 function applyProbes(
-  pod: Pod,
+  specList: readonly Container[],
   statuses: ContainerStatus[],
   probes: ReadonlyMap<string, ContainerProbeStatus> | undefined,
 ): void {
-  const specs = new Map(appContainers(pod).map((c) => [c.name, c]));
+  const specs = new Map(specList.map((c) => [c.name, c]));
   for (const s of statuses) {
     const spec = specs.get(s.name);
     const running = Boolean(s.state?.running);
@@ -320,7 +348,8 @@ function applyProbes(
  *   (`CrashLoopBackOff`, `ErrImagePull`, …); terminated reasons from the runtime, or
  *   `Completed` / `Error` by exit code when it gave none;
  * - `started` / `ready`: running, startup probe (if any) succeeded, readiness probe
- *   (if any) succeeded; init containers are ready once they exited 0;
+ *   (if any) succeeded — for app containers and sidecars (restartable init
+ *   containers); regular init containers are ready once they exited 0;
  * - phase by kubelet's `getPhase`; a terminal phase already reported (in `previous`
  *   or `pod.status`) is kept; reason and message survive while the phase stays;
  * - conditions PodReadyToStartContainers, Initialized, Ready, ContainersReady,
@@ -348,11 +377,18 @@ export function generatePodStatus(pod: Pod, runtime: RuntimePodStatus, ctx: PodS
     false,
     ctx,
   );
-  applyProbes(pod, appStatuses, ctx.probeResults);
-  for (const s of initStatuses) {
+  applyProbes(appContainers(pod), appStatuses, ctx.probeResults);
+  const inits = initContainers(pod);
+  applyProbes(
+    inits.filter(isRestartableInitContainer),
+    initStatuses.filter((_, i) => isRestartableInitContainer(inits[i] as Container)),
+    ctx.probeResults,
+  );
+  initStatuses.forEach((s, i) => {
+    if (isRestartableInitContainer(inits[i] as Container)) return;
     s.ready = s.state?.terminated?.exitCode === 0;
     s.started = Boolean(s.state?.running);
-  }
+  });
   const all = [...initStatuses, ...appStatuses];
 
   let phase = podPhase(pod, all, ctx.podIsTerminal);

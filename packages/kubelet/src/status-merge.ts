@@ -6,7 +6,13 @@
  * @module
  */
 import type { Pod } from "@worknode/core";
-import { type ContainerStatus, type PodStatus, restartPolicyOf } from "./pod-spec.js";
+import {
+  type ContainerStatus,
+  initContainers,
+  isRestartableInitContainer,
+  type PodStatus,
+  restartPolicyOf,
+} from "./pod-spec.js";
 
 /** Result of {@link mergeStatusChecked}. */
 export interface MergeResult {
@@ -20,8 +26,10 @@ function illegalTransition(
   olds: readonly ContainerStatus[] | undefined,
   news: readonly ContainerStatus[] | undefined,
   policy: string,
+  restartable: ReadonlySet<string> = new Set(),
 ): string | undefined {
   for (const o of olds ?? []) {
+    if (restartable.has(o.name)) continue;
     const t = o.state?.terminated;
     if (!t) continue;
     if (t.exitCode !== 0 && policy === "OnFailure") continue;
@@ -36,7 +44,8 @@ function illegalTransition(
  * Merges `next` over `old` for `pod`, reporting a refusal:
  *
  * - unless the restart policy is `Always`, a container (app or init) that terminated
- *   may not leave the terminated state — except after a failure under `OnFailure`;
+ *   may not leave the terminated state — except after a failure under `OnFailure`,
+ *   and sidecars (restartable init containers), which always restart;
  *   such an update is refused and `old` is kept, as kubelet does;
  * - a terminal phase (`Succeeded`, `Failed`) never changes back, and keeps its reason
  *   and message;
@@ -49,7 +58,16 @@ export function mergeStatusChecked(pod: Pod, old: PodStatus | undefined, next: P
   if (policy !== "Always") {
     const why =
       illegalTransition(old.containerStatuses, next.containerStatuses, policy) ??
-      illegalTransition(old.initContainerStatuses, next.initContainerStatuses, policy);
+      illegalTransition(
+        old.initContainerStatuses,
+        next.initContainerStatuses,
+        policy,
+        new Set(
+          initContainers(pod)
+            .filter(isRestartableInitContainer)
+            .map((c) => c.name),
+        ),
+      );
     if (why) return { status: old, rejected: why };
   }
   const out: PodStatus = { ...next };

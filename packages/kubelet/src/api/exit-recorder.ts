@@ -10,6 +10,7 @@ import type { CriClient } from "@worknode/cri";
 import {
   ContainerKiller,
   type ContainerKillerOptions,
+  type KillOptions,
   type KillTarget,
 } from "../runtime/container-killer.js";
 import type { ContainerExit } from "./pod-deletion.js";
@@ -32,8 +33,8 @@ export class ExitRecordingKiller extends ContainerKiller {
   }
 
   /** Kills the container (see {@link ContainerKiller.kill}), then records how it ended. */
-  override async kill(target: KillTarget): Promise<void> {
-    await super.kill(target);
+  override async kill(target: KillTarget, opts?: KillOptions): Promise<void> {
+    await super.kill(target, opts);
     try {
       const st = (await this.cri.runtime.containerStatus({ containerId: target.id })).status;
       if (!st || st.finishedAt <= 0n) return;

@@ -31,6 +31,16 @@ export interface KillTarget {
   readonly ports?: readonly { name?: string; containerPort: number }[];
 }
 
+/** Options of one {@link ContainerKiller.kill}. */
+export interface KillOptions {
+  /**
+   * Settles when it is this container's turn to stop (a sidecar waits for the app
+   * containers and later sidecars). Awaited after the preStop hook, at most for the
+   * rest of the grace period; the time waited is taken from the grace period.
+   */
+  readonly after?: Promise<unknown>;
+}
+
 /** Options of {@link ContainerKiller}. */
 export interface ContainerKillerOptions {
   readonly client: CriClient;
@@ -48,14 +58,22 @@ export class ContainerKiller {
     this.logger = (options.logger ?? silentLogger()).child({ component: "container-killer" });
   }
 
-  /** Kills one container: preStop hook, then StopContainer with the remaining grace period. */
-  async kill(target: KillTarget): Promise<void> {
+  /**
+   * Kills one container: preStop hook, then (with `opts.after`) wait for its turn,
+   * then StopContainer with the remaining grace period.
+   */
+  async kill(target: KillTarget, opts: KillOptions = {}): Promise<void> {
     let grace = Math.max(0, target.gracePeriodSeconds);
     if (target.preStop && grace > 0) {
       const t0 = this.clock.monotonic();
       await this.runHook(target, target.preStop, grace).catch((e: unknown) => {
         this.logger.info({ container: target.name, err: describeError(e) }, "preStop hook failed");
       });
+      grace -= Math.floor((this.clock.monotonic() - t0) / 1000);
+    }
+    if (opts.after && grace > 0) {
+      const t0 = this.clock.monotonic();
+      await this.waitAtMost(opts.after, grace * 1000);
       grace -= Math.floor((this.clock.monotonic() - t0) / 1000);
     }
     grace = Math.max(grace, MINIMUM_GRACE_PERIOD_SECONDS);
@@ -66,6 +84,24 @@ export class ContainerKiller {
       );
     } catch (e) {
       if (!isCriStatus(e, "NOT_FOUND")) throw e;
+    }
+  }
+
+  private async waitAtMost(p: Promise<unknown>, ms: number): Promise<void> {
+    let timer: { cancel(): void } | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = this.clock.setTimeout(resolve, ms);
+    });
+    try {
+      await Promise.race([
+        p.then(
+          () => undefined,
+          () => undefined,
+        ),
+        timeout,
+      ]);
+    } finally {
+      timer?.cancel();
     }
   }
 

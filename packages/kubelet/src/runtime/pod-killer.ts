@@ -1,6 +1,7 @@
 /**
  * Stopping and removing everything the runtime runs for one pod: all its
- * containers killed in parallel with the grace period and preStop hooks, then
+ * containers killed in parallel with the grace period and preStop hooks (sidecars
+ * last, in reverse order of declaration), then
  * its sandboxes stopped and, when asked, everything removed. Works from the
  * pod spec when the pod is known, and from the labels and annotations the
  * kubelet stored when it is not (orphans found after a restart).
@@ -12,6 +13,7 @@ import { type CriClient, isCriStatus } from "@worknode/cri";
 import { parseContainerAnnotations } from "../labels.js";
 import { appContainers, type Container, initContainers, terminationGracePeriodSeconds } from "../pod-spec.js";
 import type { ContainerRuntimeStatus, RuntimePodStatus } from "../runtime-status.js";
+import { terminationPrerequisites } from "../termination-order.js";
 import type { ContainerKiller, KillTarget, LifecycleHandler } from "./container-killer.js";
 
 /** kubelet's default grace period when nothing else is known (30 s). */
@@ -73,7 +75,13 @@ export interface KillPodOptions {
   readonly remove?: boolean;
 }
 
-/** Kills every live container of the pod (in parallel), stops its sandboxes and optionally removes it all. */
+/**
+ * Kills every live container of the pod, stops its sandboxes and optionally removes
+ * it all. Containers are killed in parallel (preStop hooks included), except that,
+ * with the pod known, each sidecar (restartable init container) is stopped only
+ * after the app containers and the sidecars declared after it stopped
+ * ({@link terminationPrerequisites}), within its grace period.
+ */
 export async function killPodRuntime(
   client: CriClient,
   killer: ContainerKiller,
@@ -81,12 +89,31 @@ export async function killPodRuntime(
   opts: KillPodOptions = {},
 ): Promise<void> {
   const podIP = status.ips[0];
+  const live = status.containers.filter((c) => c.state !== "exited");
+  const prereqs = opts.pod
+    ? terminationPrerequisites(opts.pod, new Set(live.map((c) => c.name)))
+    : new Map<string, string[]>();
+  const stopped = new Map<string, Promise<void>[]>();
+  const kills = live.map((c) => {
+    let resolve: () => void = () => {};
+    const done = new Promise<void>((r) => {
+      resolve = r;
+    });
+    stopped.set(c.name, [...(stopped.get(c.name) ?? []), done]);
+    return { c, resolve };
+  });
   await Promise.all(
-    status.containers
-      .filter((c) => c.state !== "exited")
-      .map((c) =>
-        killer.kill(killTargetOf(c, opts.pod, opts.annotations?.get(c.id), podIP, opts.gracePeriodSeconds)),
-      ),
+    kills.map(async ({ c, resolve }) => {
+      const waitFor = (prereqs.get(c.name) ?? []).flatMap((n) => stopped.get(n) ?? []);
+      try {
+        await killer.kill(
+          killTargetOf(c, opts.pod, opts.annotations?.get(c.id), podIP, opts.gracePeriodSeconds),
+          waitFor.length > 0 ? { after: Promise.all(waitFor) } : {},
+        );
+      } finally {
+        resolve();
+      }
+    }),
   );
   for (const s of status.sandboxes) {
     if (s.state === "ready") await ignoreNotFound(client.runtime.stopPodSandbox({ podSandboxId: s.id }));

@@ -62,7 +62,9 @@ import {
   formatPod,
   initContainers,
   isHostNetwork,
+  isRestartableInitContainer,
   type PodStatus,
+  sidecarContainers,
 } from "../pod-spec.js";
 import { type ContainerProbeStatus, generatePodStatus, type WaitingReason } from "../pod-status.js";
 import { ContainerProbes, type ProbeKind } from "../probe-tracker.js";
@@ -246,7 +248,8 @@ export class PodWorker {
 
   private resetProbes(): void {
     this.probes = new Map();
-    for (const c of appContainers(this.pod)) {
+    // Sidecars (restartable init containers) are probed like app containers.
+    for (const c of [...sidecarContainers(this.pod), ...appContainers(this.pod)]) {
       const p = new ContainerProbes(c, this.deps.clock);
       if (p.trackers.size > 0) this.probes.set(c.name, p);
     }
@@ -341,7 +344,7 @@ export class PodWorker {
     podIP: string,
     tracker: { record(o: "success" | "failure" | "error"): boolean; settings: { timeoutMs: number } },
   ): Promise<boolean> {
-    const spec = appContainers(this.pod).find((c) => c.name === name);
+    const spec = [...sidecarContainers(this.pod), ...appContainers(this.pod)].find((c) => c.name === name);
     const probe =
       kind === "liveness"
         ? spec?.livenessProbe
@@ -391,10 +394,12 @@ export class PodWorker {
     if (this.lastStatus === undefined && !this.terminal) this.publishStatus(rs);
     const livenessFailed = new Set<string>();
     const startupFailed = new Set<string>();
+    const startupSucceeded = new Set<string>();
     for (const [n, p] of this.probes) {
       const s = p.state();
       if (s.livenessFailed) livenessFailed.add(n);
       if (s.startupFailed) startupFailed.add(n);
+      if (s.started) startupSucceeded.add(n);
     }
     const now = d.clock.now();
     const actions = computePodActions(pod, rs, {
@@ -403,6 +408,7 @@ export class PodWorker {
       backoffResetAfterMs: d.crashLoopResetAfterMs,
       livenessFailed,
       startupFailed,
+      startupSucceeded,
     });
     let nextAt = now + d.resyncIntervalMs;
     let changed = false;
@@ -454,7 +460,7 @@ export class PodWorker {
     let podIPs: readonly string[] = rs.ips;
     const wantsStart =
       actions.createSandbox ||
-      actions.nextInitContainerToStart !== undefined ||
+      actions.initContainersToStart.length > 0 ||
       actions.containersToStart.length > 0;
     // Volumes are set up (and updated from their sources) on every sync of a live pod.
     const mountFailure = this.terminal ? undefined : await this.syncVolumes(rs.ips);
@@ -513,21 +519,29 @@ export class PodWorker {
           podIPs,
           etcHosts,
         );
-      if (actions.nextInitContainerToStart !== undefined) {
-        const c = initContainers(pod).find((x) => x.name === actions.nextInitContainerToStart);
-        if (c) {
-          const ok = await start(c);
-          changed = true;
-          if (!ok) nextAt = Math.min(nextAt, d.clock.now() + d.errorRetryMs);
+      // kubelet's SyncPod steps 6 and 8: init containers (the next regular one and
+      // sidecars) in order, then app containers. A regular init container that fails
+      // to start stops this sync; a sidecar that fails does not.
+      let aborted = false;
+      for (const t of actions.initContainersToStart) {
+        const c = initContainers(pod).find((x) => x.name === t.name);
+        if (!c) continue;
+        const ok = await start(c);
+        changed = true;
+        if (!ok) {
+          nextAt = Math.min(nextAt, d.clock.now() + d.errorRetryMs);
+          if (!isRestartableInitContainer(c)) {
+            aborted = true;
+            break;
+          }
         }
-      } else {
-        for (const t of actions.containersToStart) {
-          const c = this.specFor(t);
-          if (!c) continue;
-          const ok = await start(c);
-          changed = true;
-          if (!ok) nextAt = Math.min(nextAt, d.clock.now() + d.errorRetryMs);
-        }
+      }
+      for (const t of aborted ? [] : actions.containersToStart) {
+        const c = this.specFor(t);
+        if (!c) continue;
+        const ok = await start(c);
+        changed = true;
+        if (!ok) nextAt = Math.min(nextAt, d.clock.now() + d.errorRetryMs);
       }
     }
 
@@ -536,8 +550,8 @@ export class PodWorker {
       this.lastRuntime = rs;
       this.observeProbes(rs);
     }
-    // An init container still running or just started: check again soon.
-    if (actions.nextInitContainerToStart !== undefined) nextAt = Math.min(nextAt, d.clock.now() + 1000);
+    // An init container just started (a sidecar lets the next one start once it runs): check again soon.
+    if (actions.initContainersToStart.length > 0) nextAt = Math.min(nextAt, d.clock.now() + 1000);
     this.publishStatus(rs);
     await this.collectGarbage(rs);
     return nextAt;
