@@ -122,8 +122,9 @@ function predicateFailed(name: string, desc: string): AdmitResult {
 
 /**
  * Decides whether `pod` may run next to `runningPods` (the admitted, non-terminal
- * pods) on `node`. A pod's request is `max(sum of app containers, max of each init
- * container)` per resource (+ overhead); requests default to limits.
+ * pods) on `node`. A pod's request is {@link podRequests} per resource:
+ * `max(Σ app containers + Σ sidecars, max over init containers i of (request(i) + Σ sidecars
+ * before i))` + overhead, for the pod and for each running pod alike; requests default to limits.
  */
 export function admitPod(pod: Pod, runningPods: readonly Pod[], node: AdmissionNode): AdmitResult {
   const maxPods = node.maxPods ?? DEFAULT_MAX_PODS;

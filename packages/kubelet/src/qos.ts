@@ -6,7 +6,7 @@
  */
 import type { Pod } from "@worknode/core";
 import type { Container } from "./pod-spec.js";
-import { appContainers, initContainers } from "./pod-spec.js";
+import { appContainers, initContainers, isRestartableInitContainer } from "./pod-spec.js";
 import { parseQuantity, Quantity } from "./quantity.js";
 import { BEST_EFFORT_OOM_SCORE_ADJ, containerRequest, GUARANTEED_OOM_SCORE_ADJ } from "./resources.js";
 
@@ -16,7 +16,7 @@ export type QosClass = "Guaranteed" | "Burstable" | "BestEffort";
 const QOS_RESOURCES = ["cpu", "memory"] as const;
 
 /**
- * The pod's QoS class: `BestEffort` when no container (init or app) requests or
+ * The pod's QoS class: `BestEffort` when no container (init, sidecar or app) requests or
  * limits cpu or memory; `Guaranteed` when every container has cpu and memory
  * limits and the summed requests equal the summed limits; else `Burstable`.
  * Requests are defaulted from limits first, as the API server does. An existing
@@ -55,10 +55,17 @@ export function podQosClass(pod: Pod): QosClass {
   return guaranteed && requests.size === limits.size ? "Guaranteed" : "Burstable";
 }
 
+/** kubelet's `isSidecarContainer`: `restartPolicy: Always` and named among the pod's init containers. */
+function isSidecarOf(pod: Pod, container: Container): boolean {
+  return isRestartableInitContainer(container) && initContainers(pod).some((c) => c.name === container.name);
+}
+
 /**
  * kubelet's `GetContainerOOMScoreAdjust`: -997 for Guaranteed and
  * `system-node-critical` pods, 1000 for BestEffort, and for Burstable
- * `1000 - 1000 * memoryRequest / memoryCapacity`, kept within [3, 999].
+ * `1000 - 1000 * memoryRequest / memoryCapacity`, kept within [3, 999]. A sidecar
+ * (restartable init container) gets at most the value of the app container with the
+ * smallest memory request, so it is not OOM-killed before the apps it serves.
  *
  * @param memoryCapacityBytes the node's memory capacity
  */
@@ -71,8 +78,17 @@ export function containerOomScoreAdj(
   if (pod.spec?.priorityClassName === "system-node-critical") return GUARANTEED_OOM_SCORE_ADJ;
   if (qos === "Guaranteed") return GUARANTEED_OOM_SCORE_ADJ;
   if (qos === "BestEffort") return BEST_EFFORT_OOM_SCORE_ADJ;
-  const memRequest = containerRequest(container, "memory")?.value() ?? 0;
-  const adj = memoryCapacityBytes > 0 ? 1000 - Math.trunc((1000 * memRequest) / memoryCapacityBytes) : 1000;
+  const adjFor = (memRequest: number) =>
+    memoryCapacityBytes > 0 ? 1000 - Math.trunc((1000 * memRequest) / memoryCapacityBytes) : 1000;
+  let adj = adjFor(containerRequest(container, "memory")?.value() ?? 0);
+  if (isSidecarOf(pod, container)) {
+    // A sidecar is killed no earlier than the app container with the smallest memory request.
+    const apps = appContainers(pod);
+    if (apps.length > 0) {
+      const minAppRequest = Math.min(...apps.map((c) => containerRequest(c, "memory")?.value() ?? 0));
+      adj = Math.min(adj, adjFor(minAppRequest));
+    }
+  }
   if (adj < 1000 + GUARANTEED_OOM_SCORE_ADJ) return 1000 + GUARANTEED_OOM_SCORE_ADJ;
   if (adj === BEST_EFFORT_OOM_SCORE_ADJ) return adj - 1;
   return adj;

@@ -1,6 +1,7 @@
 /**
  * Container and pod resources as kubelet computes them: defaulted requests,
- * the pod's effective request (init containers included), and the CRI Linux
+ * the pod's effective requests and limits (init and sidecar containers included,
+ * as component-helpers' `PodRequests` / `PodLimits`), and the CRI Linux
  * resources of a container (cpu shares, CFS quota/period, memory limit,
  * oom_score_adj).
  *
@@ -11,7 +12,7 @@
  */
 import type { Pod } from "@worknode/core";
 import type { Container } from "./pod-spec.js";
-import { appContainers, initContainers } from "./pod-spec.js";
+import { appContainers, initContainers, isRestartableInitContainer } from "./pod-spec.js";
 import { parseQuantity, type Quantity } from "./quantity.js";
 
 /** Smallest cpu.shares value (the kernel's minimum), used for zero requests. */
@@ -77,28 +78,121 @@ export function containerRequests(c: Container): CpuMemory {
   };
 }
 
+/** Per-resource amounts of a container, `undefined` when the container does not declare the resource. */
+interface DeclaredAmounts {
+  readonly cpuMilli: number | undefined;
+  readonly memoryBytes: number | undefined;
+}
+
+/** A per-resource running value that remembers whether any container declared the resource. */
+class Amount {
+  value = 0;
+  declared = false;
+  add(v: number | undefined): void {
+    if (v === undefined) return;
+    this.value += v;
+    this.declared = true;
+  }
+  max(other: Amount): void {
+    if (!other.declared) return;
+    this.value = this.declared ? Math.max(this.value, other.value) : other.value;
+    this.declared = true;
+  }
+  copy(): Amount {
+    const a = new Amount();
+    a.value = this.value;
+    a.declared = this.declared;
+    return a;
+  }
+}
+
 /**
- * The pod's effective request as the scheduler and kubelet admission count it:
- * per resource, `max(sum of app containers, max of any init container)`, plus the
- * pod overhead.
+ * component-helpers' `AggregateContainerRequests` / `AggregateContainerLimits`
+ * (sidecars included, KEP-753), per resource:
+ *
+ * `max( Σ app containers + Σ sidecars, max over init containers i of InitUse(i) )`
+ *
+ * where `InitUse(i) = amount(i) + Σ sidecars declared before i`; for a sidecar `i`
+ * it is the sum of the sidecars up to and including `i` (those running once it started).
+ */
+function aggregateContainers(pod: Pod, amountOf: (c: Container) => DeclaredAmounts): [Amount, Amount] {
+  const cpu = new Amount();
+  const mem = new Amount();
+  for (const c of appContainers(pod)) {
+    const a = amountOf(c);
+    cpu.add(a.cpuMilli);
+    mem.add(a.memoryBytes);
+  }
+  const sidecarCpu = new Amount();
+  const sidecarMem = new Amount();
+  const initCpu = new Amount();
+  const initMem = new Amount();
+  for (const c of initContainers(pod)) {
+    const a = amountOf(c);
+    let useCpu: Amount;
+    let useMem: Amount;
+    if (isRestartableInitContainer(c)) {
+      // A sidecar keeps running beside the app containers: it adds to the pod's sum …
+      cpu.add(a.cpuMilli);
+      mem.add(a.memoryBytes);
+      // … and to what every later init container runs next to.
+      sidecarCpu.add(a.cpuMilli);
+      sidecarMem.add(a.memoryBytes);
+      useCpu = sidecarCpu;
+      useMem = sidecarMem;
+    } else {
+      useCpu = sidecarCpu.copy();
+      useMem = sidecarMem.copy();
+      useCpu.add(a.cpuMilli);
+      useMem.add(a.memoryBytes);
+    }
+    initCpu.max(useCpu);
+    initMem.max(useMem);
+  }
+  cpu.max(initCpu);
+  mem.max(initMem);
+  return [cpu, mem];
+}
+
+/**
+ * The pod's effective request as the scheduler and kubelet admission count it
+ * (component-helpers `PodRequests`, sidecars included), per resource:
+ *
+ * `max( Σ app containers + Σ sidecars, max over init containers i of (request(i) + Σ sidecars before i) )`
+ *
+ * plus the pod overhead. A sidecar's own "init" term is the sum of the sidecars up to
+ * and including it. Requests default to limits.
  */
 export function podRequests(pod: Pod): CpuMemory {
-  let cpu = 0;
-  let mem = 0;
-  for (const c of appContainers(pod)) {
-    const r = containerRequests(c);
-    cpu += r.cpuMilli;
-    mem += r.memoryBytes;
-  }
-  for (const c of initContainers(pod)) {
-    const r = containerRequests(c);
-    cpu = Math.max(cpu, r.cpuMilli);
-    mem = Math.max(mem, r.memoryBytes);
-  }
+  const [cpu, mem] = aggregateContainers(pod, (c) => containerRequests(c));
   const overhead = pod.spec?.overhead;
-  cpu += quantityOf(overhead, "cpu")?.milliValue() ?? 0;
-  mem += quantityOf(overhead, "memory")?.value() ?? 0;
-  return { cpuMilli: cpu, memoryBytes: mem };
+  return {
+    cpuMilli: cpu.value + (quantityOf(overhead, "cpu")?.milliValue() ?? 0),
+    memoryBytes: mem.value + (quantityOf(overhead, "memory")?.value() ?? 0),
+  };
+}
+
+/**
+ * The pod's limits as kubelet computes them (component-helpers `PodLimits`,
+ * sidecars included), per resource:
+ *
+ * `max( Σ app containers + Σ sidecars, max over init containers i of (limit(i) + Σ sidecar limits before i) )`
+ *
+ * A container without a limit of a resource adds nothing to that resource's sums, so
+ * the result is only a real bound when every container declares the limit; 0 means no
+ * container declared one. The pod overhead is added to a resource only when some
+ * container declared a limit of it.
+ */
+export function podLimits(pod: Pod): CpuMemory {
+  const [cpu, mem] = aggregateContainers(pod, (c) => ({
+    cpuMilli: containerLimit(c, "cpu")?.milliValue(),
+    memoryBytes: containerLimit(c, "memory")?.value(),
+  }));
+  const overhead = pod.spec?.overhead;
+  return {
+    cpuMilli: cpu.value + (cpu.declared ? (quantityOf(overhead, "cpu")?.milliValue() ?? 0) : 0),
+    memoryBytes: mem.value + (mem.declared ? (quantityOf(overhead, "memory")?.value() ?? 0) : 0),
+  };
 }
 
 /** CRI `LinuxContainerResources` as plain numbers (the CRI client converts to int64). */
