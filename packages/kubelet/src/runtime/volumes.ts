@@ -9,6 +9,13 @@
  * tmpfs, as kubelet keeps them). Also the pod's own files: per-container termination
  * message files and the managed `/etc/hosts`.
  *
+ * With the pod's `securityContext.fsGroup`, an emptyDir gets the group (group
+ * read / write, setgid directories; see `volumes/ownership.ts`) once, when it is
+ * set up: a `ready` file under `<pod dir>/plugins/kubernetes.io~empty-dir/<name>`
+ * (kubelet's layout) marks it done, so later syncs leave the containers' files
+ * alone; a Memory emptyDir whose tmpfs had to be mounted again is owned again.
+ * hostPath volumes are never changed.
+ *
  * @module
  */
 import { execFile } from "node:child_process";
@@ -25,6 +32,8 @@ import {
   setUpApiVolumes,
   type VolumeFailure,
 } from "../volumes/api-volumes.js";
+import { volumeOwnershipFor } from "../volumes/ownership.js";
+import { setVolumeOwnership } from "../volumes/set-volume-ownership.js";
 
 const execFileP = promisify(execFile);
 
@@ -41,6 +50,11 @@ export class VolumeSetupError extends WorknodeError {
 /** The pod's directory under the kubelet root: `<rootDir>/pods/<uid>`. */
 export function podDirectory(rootDir: string, uid: string): string {
   return posix.join(rootDir, "pods", uid);
+}
+
+/** The emptyDir's `ready` marker: `<pod dir>/plugins/kubernetes.io~empty-dir/<name>/ready`. */
+export function emptyDirReadyFile(rootDir: string, uid: string, volumeName: string): string {
+  return posix.join(podDirectory(rootDir, uid), "plugins", EMPTY_DIR_PLUGIN, volumeName, "ready");
 }
 
 async function isMountPoint(path: string): Promise<boolean> {
@@ -77,8 +91,12 @@ export async function setUpPodVolumes(pod: Pod, rootDir: string): Promise<Map<st
   for (const v of pod.spec?.volumes ?? []) {
     if (v.emptyDir) {
       const dir = podVolumeDirectory(rootDir, uid, EMPTY_DIR_PLUGIN, v.name);
+      const ready = emptyDirReadyFile(rootDir, uid, v.name);
+      const wasReady = await exists(ready);
+      let mounted = false;
       await mkdir(dir, { recursive: true, mode: 0o777 });
       if (v.emptyDir.medium === "Memory" && !(await isMountPoint(dir))) {
+        mounted = true;
         const opts = ["mode=0777"];
         const size = v.emptyDir.sizeLimit ? parseQuantity(String(v.emptyDir.sizeLimit)).value() : 0;
         if (size > 0) opts.push(`size=${size}`);
@@ -86,6 +104,20 @@ export async function setUpPodVolumes(pod: Pod, rootDir: string): Promise<Map<st
           await execFileP("mount", ["-t", "tmpfs", "-o", opts.join(","), "tmpfs", dir]);
         } catch (e) {
           throw new VolumeSetupError(`cannot mount tmpfs for emptyDir ${v.name}`, { cause: e });
+        }
+      }
+      if (!wasReady || mounted) {
+        const own = volumeOwnershipFor(pod, v);
+        if (own) {
+          try {
+            await setVolumeOwnership(dir, own);
+          } catch (e) {
+            throw new VolumeSetupError(`cannot set the ownership of emptyDir ${v.name}`, { cause: e });
+          }
+        }
+        if (!wasReady) {
+          await mkdir(posix.dirname(ready), { recursive: true });
+          await writeFile(ready, "");
         }
       }
       out.set(v.name, dir);

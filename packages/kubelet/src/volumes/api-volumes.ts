@@ -5,7 +5,9 @@
  * (`volumePayload`, pure) and writes it with {@link writeAtomically} under
  * `<rootDir>/pods/<uid>/volumes/<plugin>/<name>`. Called on every sync of the
  * pod, so a changed source updates the files in place (an unchanged one
- * rewrites nothing).
+ * rewrites nothing). With the pod's `fsGroup`, every write gives the whole
+ * volume that group (read-only ownership, see `ownership.ts`) before the new
+ * data becomes visible.
  *
  * @module
  */
@@ -14,7 +16,8 @@ import { describeError } from "@worknode/core";
 import { isObjectNotFound, type PodObjectProvider } from "../api-objects/provider.js";
 import { podVolumeDirectory } from "../container-config.js";
 import type { EnvironmentContext } from "../env.js";
-import { writeAtomically } from "./atomic-writer.js";
+import { type AtomicWriteOptions, writeAtomically } from "./atomic-writer.js";
+import { ownershipMode, type VolumeOwnership, volumeOwnershipFor } from "./ownership.js";
 import {
   apiVolumePlugin,
   isApiVolume,
@@ -23,6 +26,7 @@ import {
   volumePayload,
   volumeReferences,
 } from "./projection.js";
+import { setVolumeOwnership } from "./set-volume-ownership.js";
 
 /** What API-backed volumes need besides the pod. */
 export interface ApiVolumeContext extends Pick<EnvironmentContext, "podIPs" | "hostIPs" | "nodeAllocatable"> {
@@ -87,6 +91,17 @@ async function resolveFor(
   return { configMaps, secrets, tokens };
 }
 
+/** The atomic writer's options for a volume with managed ownership. */
+function ownershipWriteOptions(own: VolumeOwnership | undefined): AtomicWriteOptions {
+  if (!own) return {};
+  return {
+    setPermissions: async (target) => {
+      await setVolumeOwnership(target, own);
+    },
+    finalMode: (mode) => ownershipMode(mode, "file", own.readOnly) ?? mode,
+  };
+}
+
 /** Sets up (or updates) every API-backed volume of the pod (see the module notes). */
 export async function setUpApiVolumes(pod: Pod, ctx: ApiVolumeContext): Promise<ApiVolumesResult> {
   const uid = pod.metadata?.uid ?? "";
@@ -98,7 +113,12 @@ export async function setUpApiVolumes(pod: Pod, ctx: ApiVolumeContext): Promise<
       const objects = await resolveFor(pod, v, ctx.objects);
       const payload = volumePayload(pod, v, objects, ctx);
       await ctx.prepareDirectory?.(v, dir);
-      const w = await writeAtomically(dir, payload);
+      const w = await writeAtomically(
+        dir,
+        payload,
+        undefined,
+        ownershipWriteOptions(volumeOwnershipFor(pod, v)),
+      );
       if (w.changed) result.updated.push(v.name);
       result.paths.set(v.name, dir);
     } catch (e) {

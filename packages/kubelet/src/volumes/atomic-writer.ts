@@ -13,6 +13,8 @@
  * directory is filled, the user-visible symlinks of new entries are created,
  * `..data` is swapped by renaming a fresh `..data_tmp` symlink over it (atomic),
  * then entries no longer in the payload and the old data directory are removed.
+ * An optional `setPermissions` step (volume ownership for `fsGroup`) runs on
+ * the whole target just before the swap, as kubelet's `setPerms` does.
  *
  * @module
  */
@@ -44,6 +46,21 @@ export interface AtomicWriteResult {
   readonly changed: boolean;
   /** The timestamped directory now in use. */
   readonly dataDir: string;
+}
+
+/** Options of {@link writeAtomically}. */
+export interface AtomicWriteOptions {
+  /**
+   * Runs on the target directory once the new data directory and the new
+   * user-visible symlinks exist, before `..data` is swapped (kubelet's `setPerms`:
+   * volume ownership for the pod's `fsGroup`). Not run when nothing changed.
+   */
+  readonly setPermissions?: (target: string) => Promise<void>;
+  /**
+   * The mode a payload file ends up with once `setPermissions` ran (so an
+   * unchanged payload is recognized); default the payload's own mode.
+   */
+  readonly finalMode?: (mode: number) => number;
 }
 
 /** A timestamped data directory name: `..YYYY_MM_DD_HH_MM_SS.<random>`. */
@@ -78,7 +95,11 @@ async function listFiles(dir: string, prefix = ""): Promise<string[]> {
   return out;
 }
 
-async function sameContent(dir: string, payload: VolumePayload): Promise<boolean> {
+async function sameContent(
+  dir: string,
+  payload: VolumePayload,
+  finalMode: (mode: number) => number,
+): Promise<boolean> {
   let files: string[];
   try {
     files = await listFiles(dir);
@@ -90,7 +111,7 @@ async function sameContent(dir: string, payload: VolumePayload): Promise<boolean
     try {
       const full = posix.join(dir, path);
       const [data, st] = await Promise.all([readFile(full), stat(full)]);
-      if (!data.equals(f.data) || (st.mode & 0o7777) !== f.mode) return false;
+      if (!data.equals(f.data) || (st.mode & 0o7777) !== finalMode(f.mode)) return false;
     } catch {
       return false;
     }
@@ -116,11 +137,12 @@ export async function writeAtomically(
   target: string,
   payload: VolumePayload,
   now: Date = new Date(),
+  options: AtomicWriteOptions = {},
 ): Promise<AtomicWriteResult> {
   for (const path of payload.keys()) validatePayloadPath(path);
   await mkdir(target, { recursive: true, mode: 0o755 });
   const old = await currentDataDir(target);
-  if (old && (await sameContent(posix.join(target, old), payload))) {
+  if (old && (await sameContent(posix.join(target, old), payload, options.finalMode ?? ((m) => m)))) {
     return { changed: false, dataDir: old };
   }
   const name = timestampedDirName(now);
@@ -139,6 +161,7 @@ export async function writeAtomically(
     if (!exists) await symlink(posix.join(DATA_DIR_NAME, p), link);
   }
 
+  await options.setPermissions?.(target);
   const tmp = posix.join(target, NEW_DATA_DIR_NAME);
   await rm(tmp, { force: true });
   await symlink(name, tmp);
