@@ -5,25 +5,15 @@
 // volume's 0400 files become group-readable 0440, and its hostPath volume is left alone. The same
 // pod without fsGroup cannot write into its emptyDir.
 import { execFileSync } from "node:child_process";
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ManifestDirSource, type Pod } from "@worknode/core";
 import { CriClient } from "@worknode/cri";
 import { type ContainerdLab, startContainerdLab } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
 import { Kubelet, newCrashLoopBackoffWith } from "../src/index.js";
+import { waitFor, writeManifest } from "./system-helpers.js";
 
 const LAB_CONTAINERD = {
   labDir: "/tmp/wnfsg-lab",
@@ -74,31 +64,6 @@ afterAll(async () => {
     rmSync(d, { recursive: true, force: true });
   }
 });
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
-
-function writeManifest(dir: string, file: string, pod: unknown): void {
-  const tmp = path.join(dir, `.${file}.tmp`);
-  writeFileSync(tmp, stringify(pod));
-  renameSync(tmp, path.join(dir, file));
-}
 
 describe("standalone kubelet: securityContext.fsGroup", () => {
   let kubelet: Kubelet;

@@ -4,15 +4,15 @@
 // and an app container. The sidecar keeps running beside the app, is restarted after it exits
 // (under the pod's restartPolicy Never) while the app keeps running, and on deletion it is stopped
 // only after the app container stopped.
-import { mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { ManifestDirSource, type Pod } from "@worknode/core";
 import { CriClient } from "@worknode/cri";
 import { type ContainerdLab, startContainerdLab } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
 import { Kubelet, newCrashLoopBackoffWith, type PodStatus } from "../src/index.js";
+import { waitFor, writeManifest } from "./system-helpers.js";
 
 const LAB_CONTAINERD = {
   labDir: "/tmp/wnsdc-lab",
@@ -45,31 +45,6 @@ afterAll(async () => {
   await lab?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
-
-function writeManifest(dir: string, file: string, pod: unknown): void {
-  const tmp = path.join(dir, `.${file}.tmp`);
-  writeFileSync(tmp, stringify(pod));
-  renameSync(tmp, path.join(dir, file));
-}
 
 function condition(s: PodStatus | undefined, type: string): string | undefined {
   return s?.conditions?.find((c) => c.type === type)?.status;

@@ -3,15 +3,7 @@
 // hooks (exec, httpGet, sleep) run, an image that cannot be pulled goes ErrImagePull →
 // ImagePullBackOff with growing back-off, emptyDir volumes (tmpfs for medium Memory, a disk
 // directory shared by two containers), kubelet_pod_start_duration_seconds, and max-pods admission.
-import {
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  unlinkSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -20,7 +12,6 @@ import { ManifestDirSource, type Pod } from "@worknode/core";
 import { CriClient } from "@worknode/cri";
 import { type ContainerdLab, startContainerdLab } from "@worknode/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
 import {
   Kubelet,
   KubeletMetrics,
@@ -29,6 +20,7 @@ import {
   newImagePullBackoff,
   type PodStatus,
 } from "../src/index.js";
+import { waitFor, writeManifest } from "./system-helpers.js";
 
 const LAB_CONTAINERD = {
   labDir: "/tmp/wnk5-lab",
@@ -61,31 +53,6 @@ afterAll(async () => {
   await lab?.stop();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
-
-function writeManifest(dir: string, file: string, pod: unknown): void {
-  const tmp = path.join(dir, `.${file}.tmp`);
-  writeFileSync(tmp, stringify(pod));
-  renameSync(tmp, path.join(dir, file));
-}
 
 function podByName(k: Kubelet, name: string): Pod | undefined {
   return k.pods().find((p) => p.metadata?.name === `${name}-${NODE}`);

@@ -29,6 +29,7 @@ import {
   logRotationPolicy,
   parseCriLogLine,
 } from "../src/index.js";
+import { waitFor } from "./system-helpers.js";
 
 const LAB_CONTAINERD = {
   labDir: "/tmp/wnk5-lab",
@@ -49,25 +50,6 @@ let kubelet: Kubelet;
 let source: ManifestDirSource;
 let server: KubeletServer;
 const metrics = new KubeletMetrics({ nodeName: NODE });
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 60_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ""}`);
-}
 
 function get(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
