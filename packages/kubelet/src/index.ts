@@ -38,5 +38,6 @@ export * from "./runtime-status.js";
 export * from "./sandbox-config.js";
 export * from "./server/index.js";
 export * from "./status-merge.js";
+export * from "./termination-message.js";
 export * from "./termination-order.js";
 export * from "./volumes/index.js";

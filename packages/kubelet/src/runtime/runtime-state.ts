@@ -19,11 +19,20 @@ import {
 } from "@worknode/cri";
 import {
   ANNOTATION_TERMINATION_MESSAGE_PATH,
+  ANNOTATION_TERMINATION_MESSAGE_POLICY,
   LABEL_POD_UID,
   parseContainerLabels,
   parsePodLabels,
 } from "../labels.js";
 import type { ContainerRuntimeStatus, RuntimePodStatus, SandboxStatus } from "../runtime-status.js";
+import {
+  criLogContent,
+  MAX_TERMINATION_MESSAGE_BYTES,
+  MAX_TERMINATION_MESSAGE_LOG_BYTES,
+  MAX_TERMINATION_MESSAGE_LOG_LINES,
+  terminationMessageFromCriLog,
+  terminationMessageFromLogsNeeded,
+} from "../termination-message.js";
 import { containerStateName, toContainerRuntimeStatus, toSandboxStatus } from "./cri-adapter.js";
 
 /** The kubelet-labelled runtime objects of one pod, as listed. */
@@ -34,9 +43,6 @@ export interface RuntimePodListing {
   readonly sandboxes: readonly PodSandbox[];
   readonly containers: readonly CriContainer[];
 }
-
-/** kubelet's limit on a termination message (4096 bytes). */
-export const MAX_TERMINATION_MESSAGE_BYTES = 4096;
 
 /**
  * A compact fingerprint of a pod's runtime objects (IDs and states): the PLEG
@@ -96,14 +102,68 @@ export function groupByPod(
   return out;
 }
 
-async function readHead(file: string, max: number): Promise<string> {
+/**
+ * The last `max` bytes of a file (kubelet's `tail.ReadAtMost`: a termination
+ * message longer than the limit keeps its end).
+ */
+export async function readFileTail(file: string, max: number): Promise<string> {
   const fh = await open(file, "r");
   try {
-    const buf = Buffer.alloc(max);
-    const { bytesRead } = await fh.read(buf, 0, max, 0);
-    return buf.subarray(0, bytesRead).toString("utf8");
+    const { size } = await fh.stat();
+    const len = Math.min(size, max);
+    const buf = Buffer.alloc(len);
+    let got = 0;
+    while (got < len) {
+      const { bytesRead } = await fh.read(buf, got, len - got, size - len + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got).toString("utf8");
   } finally {
     await fh.close();
+  }
+}
+
+/** Block size and byte limit of the backwards read of a container log. */
+const LOG_TAIL_BLOCK = 16 * 1024;
+const LOG_TAIL_MAX_READ = 1024 * 1024;
+
+/**
+ * The termination message from a CRI container log file (kubelet's
+ * `readLastStringFromContainerLogs`): reads the file backwards in blocks until
+ * it holds more than 80 lines, enough content for the 2048-byte message, 1 MiB,
+ * or the whole file, then takes the message with
+ * {@link terminationMessageFromCriLog}. `""` when the log cannot be read.
+ */
+export async function readTerminationMessageFromLog(file: string): Promise<string> {
+  const fh = await open(file, "r").catch(() => undefined);
+  if (!fh) return "";
+  try {
+    const { size } = await fh.stat();
+    const chunks: Buffer[] = [];
+    let start = size;
+    let newlines = 0;
+    while (start > 0) {
+      const len = Math.min(LOG_TAIL_BLOCK, start);
+      start -= len;
+      const block = Buffer.alloc(len);
+      let got = 0;
+      while (got < len) {
+        const { bytesRead } = await fh.read(block, got, len - got, start + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      chunks.unshift(block.subarray(0, got));
+      for (let i = block.indexOf(0x0a); i >= 0 && i < got; i = block.indexOf(0x0a, i + 1)) newlines++;
+      if (newlines > MAX_TERMINATION_MESSAGE_LOG_LINES || size - start >= LOG_TAIL_MAX_READ) break;
+      const content = criLogContent(Buffer.concat(chunks), { fromStart: start === 0 });
+      if (content.length >= MAX_TERMINATION_MESSAGE_LOG_BYTES) break;
+    }
+    return terminationMessageFromCriLog(Buffer.concat(chunks), { fromStart: start === 0 });
+  } catch {
+    return "";
+  } finally {
+    await fh.close().catch(() => undefined);
   }
 }
 
@@ -188,12 +248,30 @@ export class RuntimeInspector {
     return { status, message };
   }
 
-  /** Reads the termination message file mounted at the container's termination message path. */
+  /**
+   * The termination message of an exited container (kubelet's
+   * `getTerminationMessage`): the file mounted at its termination message path
+   * or, under `FallbackToLogsOnError` after a failure with nothing in the file,
+   * the tail of its log.
+   */
   private async terminationMessage(status: CriContainerStatus): Promise<string> {
+    const fileMessage = await this.terminationMessageFile(status);
+    const fromLogs = terminationMessageFromLogsNeeded({
+      policy: status.annotations[ANNOTATION_TERMINATION_MESSAGE_POLICY] ?? "",
+      exitCode: status.exitCode,
+      reason: status.reason,
+      fileMessage,
+    });
+    if (!fromLogs || !status.logPath) return fileMessage;
+    return readTerminationMessageFromLog(status.logPath);
+  }
+
+  /** Reads the termination message file mounted at the container's termination message path. */
+  private async terminationMessageFile(status: CriContainerStatus): Promise<string> {
     const path = status.annotations[ANNOTATION_TERMINATION_MESSAGE_PATH];
     if (!path) return "";
     const mount = status.mounts.find((m) => m.containerPath === path);
     if (!mount) return "";
-    return readHead(mount.hostPath, MAX_TERMINATION_MESSAGE_BYTES).catch(() => "");
+    return readFileTail(mount.hostPath, MAX_TERMINATION_MESSAGE_BYTES).catch(() => "");
   }
 }
