@@ -17,10 +17,10 @@ import {
   type FrontendValue,
 } from "./maps/layout.js";
 
-/** `BPF_FS_MAGIC`: the `f_type` of a bpffs mount. */
-const BPF_FS_MAGIC = 0xcafe4a11;
-/** `CGROUP2_SUPER_MAGIC`. */
-const CGROUP2_SUPER_MAGIC = 0x63677270;
+/** `BPF_FS_MAGIC`: the file-system type (`statfs` `f_type`) of a bpffs mount. */
+export const BPF_FS_MAGIC = 0xcafe4a11;
+/** `CGROUP2_SUPER_MAGIC`: the file-system type of a cgroup v2 mount. */
+export const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 /** A `bpftool` command failed. */
 export class BpftoolError extends WorknodeError {

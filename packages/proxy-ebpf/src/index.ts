@@ -8,7 +8,9 @@
 export {
   type AttachedProgram,
   attachTypeArgument,
+  BPF_FS_MAGIC,
   BpftoolError,
+  CGROUP2_SUPER_MAGIC,
   cgroup2Root,
   EbpfUnavailableError,
 } from "./bpf-tool.js";

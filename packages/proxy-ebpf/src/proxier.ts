@@ -50,7 +50,7 @@ import {
   SERVICES_MAP,
 } from "./maps/layout.js";
 import { type PlanOptions, type PortPlan, planServicePorts } from "./maps/plan.js";
-import { EbpfMapState, type FrontendConflict, type MapOp } from "./maps/state.js";
+import { EbpfMapState, type FrontendConflict, type MapDiff, type MapOp } from "./maps/state.js";
 import {
   GONE_BACKENDS_MAP,
   goneUdpBackends,
@@ -258,13 +258,7 @@ export class EbpfProxier implements Proxier {
 
   /** What a full sync would write onto empty maps, without touching the node (`worknode proxy plan`). */
   plan(input: Pick<SyncInput, "snapshot">): EbpfAppliedBatch {
-    const diff = EbpfMapState.empty().apply(this.planPorts(input.snapshot), true);
-    return {
-      full: true,
-      ops: diff.ops,
-      script: renderBatch(diff.ops, this.mapsDir),
-      conflicts: diff.conflicts,
-    };
+    return this.batchOf(EbpfMapState.empty().apply(this.planPorts(input.snapshot), true), true);
   }
 
   /**
@@ -272,15 +266,18 @@ export class EbpfProxier implements Proxier {
    * (none yet: empty maps) and the whole snapshot, without writing it (`worknode proxy plan --diff`).
    */
   async diff(input: Pick<SyncInput, "snapshot">): Promise<EbpfAppliedBatch> {
-    const pinned = ALL_MAPS.every((m) => existsSync(join(this.mapsDir, m)));
-    const state = pinned ? await this.readKernelState() : EbpfMapState.empty();
-    const diff = state.apply(this.planPorts(input.snapshot), true);
-    return {
-      full: true,
-      ops: diff.ops,
-      script: renderBatch(diff.ops, this.mapsDir),
-      conflicts: diff.conflicts,
-    };
+    const state = this.mapsPinned() ? await this.readKernelState() : EbpfMapState.empty();
+    return this.batchOf(state.apply(this.planPorts(input.snapshot), true), true);
+  }
+
+  /** The batch that writes `diff`. */
+  private batchOf(diff: MapDiff, full: boolean): EbpfAppliedBatch {
+    return { full, ops: diff.ops, script: renderBatch(diff.ops, this.mapsDir), conflicts: diff.conflicts };
+  }
+
+  /** Whether every map of this layout is pinned (by an earlier run). */
+  private mapsPinned(): boolean {
+    return ALL_MAPS.every((m) => existsSync(join(this.mapsDir, m)));
   }
 
   /** Programs the maps; see the class documentation. */
@@ -294,8 +291,8 @@ export class EbpfProxier implements Proxier {
       ? undefined
       : new Set([...input.changes.changedServicePorts, ...input.changes.deletedServicePorts]);
     const diff = state.apply(this.planPorts(input.snapshot, keys), full);
-    const script = renderBatch(diff.ops, this.mapsDir);
-    this.last = { full, ops: diff.ops, script, conflicts: diff.conflicts };
+    this.last = this.batchOf(diff, full);
+    const { script } = this.last;
     for (const c of diff.conflicts)
       this.logger.warn(
         { frontend: c.frontend, owner: c.owner, refused: c.refused },
@@ -431,7 +428,7 @@ export class EbpfProxier implements Proxier {
     await requireBpffs(dirname(this.pinPath));
     const cgroup = await this.cgroupPath();
     await mkdir(this.pinPath, { recursive: true });
-    const reuse = ALL_MAPS.every((m) => existsSync(join(this.mapsDir, m)));
+    const reuse = this.mapsPinned();
     const progsDir = join(this.pinPath, `progs-${Date.now()}-${process.pid}`);
     const objectPath = this.options.objectPath ?? defaultObjectPath();
     const mapArgs = reuse

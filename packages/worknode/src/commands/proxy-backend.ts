@@ -21,7 +21,14 @@ import {
   type ServiceHealthServer,
   UnavailableError,
 } from "@worknode/core";
-import { cgroup2Root, DEFAULT_PIN_PATH, EbpfProxier, EbpfUnavailableError } from "@worknode/proxy-ebpf";
+import {
+  BPF_FS_MAGIC,
+  CGROUP2_SUPER_MAGIC,
+  cgroup2Root,
+  DEFAULT_PIN_PATH,
+  EbpfProxier,
+  EbpfUnavailableError,
+} from "@worknode/proxy-ebpf";
 import { binariesFor, IptablesProxier } from "@worknode/proxy-iptables";
 import { NFTABLES_TABLE, NftablesProxier, nftFamily } from "@worknode/proxy-nftables";
 import type { ProxyMode } from "./proxy-config.js";
@@ -73,11 +80,6 @@ export interface ProxyBackend {
 }
 
 const FAMILIES: readonly IPFamily[] = ["IPv4", "IPv6"];
-
-/** `BPF_FS_MAGIC`: the file-system type of a bpffs mount. */
-const BPF_FS_MAGIC = 0xcafe4a11;
-/** `CGROUP2_SUPER_MAGIC`: the file-system type of a cgroup v2 mount. */
-const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 /**
  * Where the ebpf mode attaches and pins: for its backend, and for removing its leftovers
