@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import {
   type CriClient,
   type Container as CriContainer,
@@ -111,17 +111,22 @@ export async function readFileTail(file: string, max: number): Promise<string> {
   try {
     const { size } = await fh.stat();
     const len = Math.min(size, max);
-    const buf = Buffer.alloc(len);
-    let got = 0;
-    while (got < len) {
-      const { bytesRead } = await fh.read(buf, got, len - got, size - len + got);
-      if (bytesRead === 0) break;
-      got += bytesRead;
-    }
-    return buf.subarray(0, got).toString("utf8");
+    return (await readAt(fh, size - len, len)).toString("utf8");
   } finally {
     await fh.close();
   }
+}
+
+/** Up to `length` bytes of `fh` from `position` (fewer only at the end of the file). */
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
 }
 
 /** Block size and byte limit of the backwards read of a container log. */
@@ -146,15 +151,9 @@ export async function readTerminationMessageFromLog(file: string): Promise<strin
     while (start > 0) {
       const len = Math.min(LOG_TAIL_BLOCK, start);
       start -= len;
-      const block = Buffer.alloc(len);
-      let got = 0;
-      while (got < len) {
-        const { bytesRead } = await fh.read(block, got, len - got, start + got);
-        if (bytesRead === 0) break;
-        got += bytesRead;
-      }
-      chunks.unshift(block.subarray(0, got));
-      for (let i = block.indexOf(0x0a); i >= 0 && i < got; i = block.indexOf(0x0a, i + 1)) newlines++;
+      const block = await readAt(fh, start, len);
+      chunks.unshift(block);
+      for (let i = block.indexOf(0x0a); i >= 0; i = block.indexOf(0x0a, i + 1)) newlines++;
       if (newlines > MAX_TERMINATION_MESSAGE_LOG_LINES || size - start >= LOG_TAIL_MAX_READ) break;
       const content = criLogContent(Buffer.concat(chunks), { fromStart: start === 0 });
       if (content.length >= MAX_TERMINATION_MESSAGE_LOG_BYTES) break;
